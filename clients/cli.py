@@ -1,0 +1,170 @@
+"""The `rsim` command line: up, serve, solve, strategies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    from clients.embedded import default_cache_dir
+    from clients.up import up
+
+    return up(host=a.host, service_port=a.port, planner_port=a.planner_port, reasoner_port=a.reasoner_port,
+              reasoner_url=a.reasoner_url, reasoner_model=a.reasoner_model, reasoner_mode=a.reasoner_mode,
+              planner_model=a.planner_model, planner_checkpoint=a.planner_checkpoint,
+              cache_dir=Path(a.cache_dir) if a.cache_dir else default_cache_dir(), kv_cache_gb=a.kv_cache_gb,
+              ready_timeout_s=a.ready_timeout_s)
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    if a.what == "planner":
+        for key, value in (("MODEL", a.model), ("CHECKPOINT", a.checkpoint), ("BACKEND", a.backend)):
+            if value:
+                os.environ[f"RSIM_PLANNER_{key}"] = value
+        factory = "planner_server.app:create_app"
+        default_port = 8001
+    else:
+        factory = "service.app:create_app"
+        default_port = 8000
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        uvicorn.run(factory, factory=True, host=a.host, port=a.port or default_port, log_level=a.log_level,
+                    timeout_graceful_shutdown=a.grace_s)
+    except Exception as e:  # settings errors: say which variable, not a traceback
+        err.print(f"[red]error:[/] {e}")
+        return 2
+    return 0
+
+
+def cmd_solve(a: argparse.Namespace) -> int:
+    from clients.errors import RsimClientError
+    from clients.sdk import Client
+
+    kw = {"max_steps": a.max_steps, "max_tokens_per_step": a.max_tokens_per_step, "temperature": a.temperature,
+          "model": a.model}
+    try:
+        with Client(a.url, timeout_s=a.timeout_s) as client:
+            if a.json:
+                print(client.solve(a.question, **kw).model_dump_json(indent=2))
+                return 0
+            for event, data in client.solve_stream(a.question, **kw):
+                if event == "strategy":
+                    p = data.get("probability")
+                    prob = f"p={p:.2f}" if p is not None else "forced"
+                    out.print(f"\n[bold cyan]step {data['index'] + 1}[/] [magenta]{data['strategy']}[/] ({prob})")
+                    out.print(f"[dim]{data['injected']}[/]", end="")
+                elif event == "delta":
+                    out.print(data["text"], end="", markup=False, highlight=False)
+                elif event == "answer":
+                    out.print(f"\n\n[bold green]answer:[/] {data['answer']}")
+                elif event == "done":
+                    u, t = data["usage"], data["timings"]
+                    out.print(f"[dim]{u['completion_tokens']} tokens generated, {u['planner_calls']} planner calls, "
+                              f"{t['total_ms'] / 1000:.1f} s (planner {t['planner_ms'] / 1000:.1f} s, reasoner "
+                              f"{t['reasoner_ms'] / 1000:.1f} s); finish: {data['finish_reason']}; planner "
+                              f"{data['planner_version']}[/]")
+    except RsimClientError as e:
+        err.print(f"[red]error:[/] {e}")
+        return 1
+    except OSError as e:
+        err.print(f"[red]error:[/] cannot reach rsim at {a.url}: {e}. Is `rsim up` running?")
+        return 1
+    return 0
+
+
+def cmd_strategies(a: argparse.Namespace) -> int:
+    if a.local or a.catalog:
+        from service.catalog import load_catalog
+
+        data = load_catalog(a.catalog).describe()
+    else:
+        import httpx
+
+        try:
+            data = httpx.get(f"{a.url.rstrip('/')}/v1/strategies", timeout=10).json()
+        except httpx.HTTPError as e:
+            err.print(f"[red]error:[/] cannot reach {a.url}: {e} (use --local for the built-in catalog)")
+            return 1
+    if a.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    table = Table(title=f"catalog {data['name']} · version {data['version']}")
+    for col in ("label", "id", "instruction injected"):
+        table.add_column(col)
+    for s in data["strategies"]:
+        table.add_row(s["label"], s["id"], s["instruction"])
+    out.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rsim", description="reinforced strategy injection for any OpenAI-compatible LLM")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    u = sub.add_parser("up", help="start reasoner, planner and service (embedded Gemma 3 270M by default)")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=8000, help="service port")
+    u.add_argument("--planner-port", type=int, default=8001)
+    u.add_argument("--reasoner-port", type=int, default=8002, help="port of the embedded vLLM reasoner")
+    u.add_argument("--reasoner-url", help="use this OpenAI-compatible reasoner (base URL with /v1) instead")
+    u.add_argument("--reasoner-model", help="reasoner model id (default: first listed by the reasoner)")
+    u.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])
+    u.add_argument("--planner-model", help="planner base model (HF folder or hub id; default: embedded Gemma)")
+    u.add_argument("--planner-checkpoint", help="trained planner checkpoint folder")
+    u.add_argument("--cache-dir", help="where the embedded model and logs live (default ~/.cache/rsim, "
+                                       "or RSIM_CACHE_DIR)")
+    u.add_argument("--kv-cache-gb", type=int, default=1, help="KV cache of the embedded vLLM (GiB)")
+    u.add_argument("--ready-timeout-s", type=float, default=900.0)
+    u.set_defaults(fn=cmd_up)
+
+    s = sub.add_parser("serve", help="run one server in the foreground (settings from RSIM_* env vars)")
+    s.add_argument("what", choices=["planner", "service"])
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int)
+    s.add_argument("--model", help="planner: HF folder or hub id (RSIM_PLANNER_MODEL)")
+    s.add_argument("--checkpoint", help="planner: checkpoint folder (RSIM_PLANNER_CHECKPOINT)")
+    s.add_argument("--backend", choices=["hf", "vllm", "prompted"], help="planner backend (RSIM_PLANNER_BACKEND)")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--grace-s", type=float, default=30.0, help="drain time for in-flight requests on SIGTERM")
+    s.set_defaults(fn=cmd_serve)
+
+    v = sub.add_parser("solve", help="solve a question with strategy injection, printing the trace")
+    v.add_argument("question")
+    v.add_argument("--url", default=os.environ.get("RSIM_URL", "http://127.0.0.1:8000"))
+    v.add_argument("--max-steps", type=int)
+    v.add_argument("--max-tokens-per-step", type=int)
+    v.add_argument("--temperature", type=float, help="planner temperature (0 = argmax)")
+    v.add_argument("--model", help="reasoner model id")
+    v.add_argument("--timeout-s", type=float, default=900.0)
+    v.add_argument("--json", action="store_true", help="print the whole result as JSON (no streaming)")
+    v.set_defaults(fn=cmd_solve)
+
+    t = sub.add_parser("strategies", help="show the strategy catalog")
+    t.add_argument("--url", default=os.environ.get("RSIM_URL", "http://127.0.0.1:8000"))
+    t.add_argument("--local", action="store_true", help="the built-in catalog, no server needed")
+    t.add_argument("--catalog", help="a catalog JSON file to show")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(fn=cmd_strategies)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

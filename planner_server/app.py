@@ -1,0 +1,68 @@
+"""Planner server app factory: the lifespan loads the backend in the background and runs the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from planner_server.backends import PlannerBackend, build_backend
+from planner_server.batcher import MicroBatcher
+from planner_server.metrics import PlannerMetrics
+from planner_server.routes import health, plan
+from planner_server.settings import PlannerSettings
+from planner_server.state import PlannerState
+from service.catalog import load_catalog
+from service.web import RequestIdMiddleware, install_error_handlers
+
+log = logging.getLogger("rsim.planner")
+
+
+def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBackend | None = None) -> FastAPI:
+    settings = settings or PlannerSettings()
+    catalog = load_catalog(settings.catalog_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("planner settings: %s", settings.model_dump(exclude={"prompted_api_key"}))
+        state = PlannerState(settings=settings, catalog=catalog, metrics=PlannerMetrics())
+        app.state.planner = state
+
+        def on_batch(size: int, seconds: float) -> None:
+            state.metrics.batch_size.observe(size)
+            state.metrics.forward.observe(seconds)
+
+        async def load() -> None:
+            try:
+                state.backend = backend or await asyncio.to_thread(build_backend, settings, catalog)
+            except Exception as e:
+                state.load_error = f"planner failed to load: {e}"
+                log.exception("planner failed to load")
+                return
+            state.batcher = MicroBatcher(state.backend.label_logits, max_batch=settings.max_batch,
+                                         max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
+                                         timeout_s=settings.request_timeout_s, on_batch=on_batch)
+            state.batcher.start()
+            log.info("planner ready: %s (catalog %s)", state.backend.version, catalog.version)
+
+        state.loading = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            state.loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await state.loading
+            if state.batcher:
+                await state.batcher.stop()
+            if state.backend:
+                await state.backend.close()
+
+    app = FastAPI(title="rsim planner", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(plan.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,42 @@
+"""Planner backends: each turns (question, steps) items into logits over the catalog's labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from planner_server.protocol import PlanStep
+from planner_server.settings import PlannerSettings
+from service.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    question: str
+    steps: Sequence[PlanStep]
+
+
+class PlannerBackend(Protocol):
+    version: str
+
+    async def label_logits(self, items: list[PlanItem]) -> list[list[float]]:
+        """One list of len(catalog) logits per item (−inf allowed), in one batched call."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def build_backend(settings: PlannerSettings, catalog: Catalog) -> PlannerBackend:
+    """Construct the configured backend (blocking: loads the model). Heavy imports happen here only."""
+    if settings.backend == "hf":
+        from planner_server.backends.hf import HFBackend
+
+        return HFBackend.from_settings(settings, catalog)
+    if settings.backend == "vllm":
+        from planner_server.backends.vllm import VLLMBackend
+
+        return VLLMBackend.from_settings(settings, catalog)
+    from planner_server.backends.prompted import PromptedBackend
+
+    return PromptedBackend.from_settings(settings, catalog)

@@ -1,0 +1,54 @@
+"""Planner checkpoints: resolve a folder or `latest` pointer, read its manifest, check its catalog (L1).
+
+A checkpoint is an HF folder (full weights, or a PEFT adapter on `base_model`) with `manifest.json`
+{step, base_model, catalog_version, config, metrics}. A folder holding a `latest` file points at one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.catalog import Catalog
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedPlanner:
+    model: str  # HF folder or hub id of the full model (or of the adapter's base)
+    adapter: Path | None
+    manifest: dict[str, Any] | None
+    version: str
+
+
+def resolve_planner(model: str | None, checkpoint: Path | None, catalog: Catalog) -> ResolvedPlanner:
+    if checkpoint is None:
+        if not model:
+            raise CheckpointError("no planner model or checkpoint given")
+        return ResolvedPlanner(model=model, adapter=None, manifest=None, version=f"untrained:{Path(model).name}")
+    ckpt = Path(checkpoint)
+    if (ckpt / "latest").is_file():
+        ckpt = ckpt / (ckpt / "latest").read_text().strip()
+    if not ckpt.is_dir():
+        raise CheckpointError(f"planner checkpoint not found: {ckpt}")
+    manifest_path = ckpt / "manifest.json"
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{ckpt} has no manifest.json; is it an rsim planner checkpoint?")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("catalog_version") != catalog.version:
+        raise CheckpointError(
+            f"checkpoint {ckpt} was trained with catalog {manifest.get('catalog_version')!r} but this server "
+            f"uses catalog {catalog.version!r} ({catalog.name}); serve it with the catalog it was trained on "
+            "(RSIM_PLANNER_CATALOG_PATH)")
+    version = f"{ckpt.name}@step{manifest.get('step', '?')}"
+    if (ckpt / "adapter_config.json").is_file():
+        base = manifest.get("base_model") or model
+        if not base:
+            raise CheckpointError(f"adapter checkpoint {ckpt} names no base_model")
+        return ResolvedPlanner(model=str(base), adapter=ckpt, manifest=manifest, version=version)
+    return ResolvedPlanner(model=str(ckpt), adapter=None, manifest=manifest, version=version)

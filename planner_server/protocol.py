@@ -1,0 +1,46 @@
+"""Wire models of the planner API (L0: pydantic only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_QUESTION_CHARS = 100_000
+MAX_STEP_CHARS = 100_000
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Annotated[str, Field(max_length=MAX_STEP_CHARS)] = ""
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
+    steps: Annotated[list[PlanStep], Field(max_length=256)] = []
+    temperature: Annotated[float, Field(ge=0.0, le=10.0, description="0 = argmax")] = 0.0
+    forbid: Annotated[list[str], Field(max_length=16, description="strategy ids never chosen")] = []
+    seed: int | None = None
+
+
+class PlanResponse(BaseModel):
+    strategy: str
+    probabilities: dict[str, float]
+    entropy: float
+    planner_version: str
+    catalog_version: str
+    latency_ms: float
+
+
+class PlanBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: Annotated[list[PlanRequest], Field(min_length=1, max_length=256)]
+
+
+class PlanBatchResponse(BaseModel):
+    responses: list[PlanResponse]

@@ -1,0 +1,38 @@
+"""Planner server settings, from `RSIM_PLANNER_*` environment variables (L0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlannerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RSIM_PLANNER_", extra="ignore")
+
+    backend: Literal["hf", "vllm", "prompted"] = "hf"
+    model: str | None = Field(None, description="HF folder or hub id of the planner LM (hf, vllm)")
+    checkpoint: Path | None = Field(None, description="trained planner checkpoint folder (overrides model)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    context_tokens: int = Field(1024, ge=32, le=131072, description="token budget for the chain of thought")
+    max_batch: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    queue_size: int = Field(256, ge=1, le=100_000)
+    request_timeout_s: float = Field(30.0, gt=0)
+    catalog_path: Path | None = None
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1.0, description="vllm backend share of GPU memory")
+    prompted_url: str | None = Field(None, description="OpenAI-compatible base URL (prompted backend)")
+    prompted_model: str | None = None
+    prompted_api_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> PlannerSettings:
+        if self.backend in ("hf", "vllm") and not (self.model or self.checkpoint):
+            raise ValueError(f"backend '{self.backend}' needs RSIM_PLANNER_MODEL or RSIM_PLANNER_CHECKPOINT")
+        if self.backend == "prompted" and not (self.prompted_url and self.prompted_model):
+            raise ValueError("backend 'prompted' needs RSIM_PLANNER_PROMPTED_URL and RSIM_PLANNER_PROMPTED_MODEL")
+        return self

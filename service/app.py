@@ -1,0 +1,52 @@
+"""Service app factory: the lifespan opens the one pooled upstream session and builds the orchestrator."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from service.catalog import load_catalog
+from service.metrics import ServiceMetrics
+from service.orchestrator import Orchestrator
+from service.planner_client import HttpPlanner
+from service.reasoner import OpenAIReasoner, make_session
+from service.routes import chat, health, solve
+from service.settings import ServiceSettings
+from service.state import ServiceState
+from service.web import RequestIdMiddleware, install_error_handlers
+
+log = logging.getLogger("rsim.service")
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    catalog = load_catalog(settings.catalog_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("service settings: %s", settings.masked())
+        session = make_session(connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s,
+                               request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections)
+        key = settings.reasoner_api_key.get_secret_value() if settings.reasoner_api_key else None
+        reasoner = OpenAIReasoner(session, settings.reasoner_url, mode=settings.reasoner_mode, api_key=key,
+                                  retries=settings.retries)
+        planner = HttpPlanner(session, settings.planner_url, timeout_s=settings.planner_timeout_s)
+        app.state.rsim = ServiceState(
+            settings=settings, catalog=catalog, metrics=ServiceMetrics(), session=session, reasoner=reasoner,
+            planner=planner, orchestrator=Orchestrator(planner, reasoner, catalog,
+                                                       on_planner_down=settings.on_planner_down))
+        try:
+            yield
+        finally:
+            await session.close()
+
+    app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(solve.router)
+    app.include_router(chat.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,46 @@
+"""How an injected strategy and the reasoner's steps form the chain of thought (pure).
+
+The chain of thought only grows: step k's prompt is step k-1's prompt plus the delimiter, the new
+instruction and nothing else, so the reasoner's prefix cache covers everything already written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.catalog import Strategy
+
+
+@dataclass(frozen=True)
+class WrittenStep:
+    injected: str
+    text: str
+
+
+def injection_text(strategy: Strategy, index: int) -> str:
+    return f"Step {index + 1} ({strategy.name}): {strategy.instruction}"
+
+
+def chain_of_thought(steps: Sequence[WrittenStep], delimiter: str, pending: str | None = None) -> str:
+    """The chain of thought so far, optionally ending with the instruction of the step being written."""
+    parts = [s.injected + s.text for s in steps]
+    if pending is not None:
+        parts.append(pending)
+    return delimiter.join(parts)
+
+
+def completion_prompt(question: str, cot: str) -> str:
+    """Raw prompt of the `completions` mode (same layout as the plain chat template)."""
+    return f"Question: {question.strip()}\n\nAnswer: {cot}"
+
+
+def turn_messages(question: str, steps: Sequence[WrittenStep], pending: str) -> list[dict[str, str]]:
+    """Messages of the `turns` mode: each instruction a user turn, each step an assistant turn."""
+    msgs = [{"role": "user", "content": question}]
+    for s in steps:
+        if s.injected:
+            msgs.append({"role": "user", "content": s.injected})
+        msgs.append({"role": "assistant", "content": s.text})
+    msgs.append({"role": "user", "content": pending or "Continue."})
+    return msgs

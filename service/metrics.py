@@ -1,0 +1,42 @@
+"""Prometheus metrics of the service, in a registry owned by the app (nothing global)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from service.protocol import SolveResponse
+
+_LATENCY = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("rsim_requests", "Requests by endpoint and status", ["endpoint", "status"], registry=r)
+        self.steps = Counter("rsim_steps", "Reasoning steps by strategy", ["strategy"], registry=r)
+        self.tokens = Counter("rsim_tokens", "Reasoner tokens", ["kind"], registry=r)
+        self.latency = Histogram("rsim_request_seconds", "End-to-end latency of strategy-injected requests",
+                                 buckets=_LATENCY, registry=r)
+        self.planner_latency = Histogram("rsim_planner_seconds", "Time waiting on the planner per request",
+                                         buckets=_LATENCY, registry=r)
+        self.reasoner_latency = Histogram("rsim_reasoner_seconds", "Time waiting on the reasoner per request",
+                                          buckets=_LATENCY, registry=r)
+        self.overhead = Histogram("rsim_overhead_seconds", "Own time per request (total − planner − reasoner)",
+                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1), registry=r)
+        self.steps_per_request = Histogram("rsim_steps_per_request", "Steps per request",
+                                           buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), registry=r)
+        self.degraded = Counter("rsim_degraded", "Requests answered without the planner", registry=r)
+
+    def observe(self, result: SolveResponse) -> None:
+        for step in result.steps:
+            self.steps.labels(step.strategy).inc()
+        self.tokens.labels("prompt").inc(result.usage.prompt_tokens)
+        self.tokens.labels("completion").inc(result.usage.completion_tokens)
+        t = result.timings
+        self.latency.observe(t.total_ms / 1000)
+        self.planner_latency.observe(t.planner_ms / 1000)
+        self.reasoner_latency.observe(t.reasoner_ms / 1000)
+        self.overhead.observe(t.overhead_ms / 1000)
+        self.steps_per_request.observe(len(result.steps))
+        if result.degraded:
+            self.degraded.inc()

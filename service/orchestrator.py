@@ -1,0 +1,166 @@
+"""The step loop (DESIGN.md §4): decision → injection → reasoner step, until termination or
+`max_steps`. No web framework here: the service, the training worker and the eval harness all run
+exactly this loop, as a stream of events (L1)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from planner_server.protocol import PlanRequest, PlanStep
+from service.answer import extract_answer
+from service.catalog import TERMINATION, Catalog
+from service.errors import InvalidRequest, PlannerUnavailable
+from service.injection import WrittenStep, chain_of_thought, injection_text
+from service.planner_client import Planner
+from service.protocol import SolveResponse, StepTrace, Timings, Usage
+from service.reasoner import OpenAIReasoner, StepDone, StepRequest
+
+
+@dataclass
+class EpisodeConfig:
+    model: str
+    max_steps: int = 8
+    max_tokens_per_step: int = 256
+    final_max_tokens: int = 512
+    planner_temperature: float = 0.0
+    reasoner_temperature: float = 0.0
+    force: str | None = None
+    forbid: list[str] = field(default_factory=list)
+    seed: int | None = None
+    delimiter: str = "\n\n"
+
+
+@dataclass
+class StrategyChosen:
+    step: StepTrace  # text still empty
+
+
+@dataclass
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass
+class StepEnded:
+    step: StepTrace
+
+
+@dataclass
+class Finished:
+    result: SolveResponse
+
+
+Event = StrategyChosen | TextDelta | StepEnded | Finished
+
+
+class Orchestrator:
+    def __init__(self, planner: Planner, reasoner: OpenAIReasoner, catalog: Catalog, *,
+                 on_planner_down: str = "error"):
+        self.planner, self.reasoner, self.catalog = planner, reasoner, catalog
+        self.on_planner_down = on_planner_down
+
+    def check(self, cfg: EpisodeConfig) -> None:
+        """Reject unknown strategy ids before any upstream call."""
+        known = set(self.catalog.ids)
+        if cfg.force is not None and cfg.force not in known:
+            raise InvalidRequest(f"unknown strategy '{cfg.force}'", param="force")
+        for i, sid in enumerate(cfg.forbid):
+            if sid not in known:
+                raise InvalidRequest(f"unknown strategy '{sid}'", param=f"forbid.{i}")
+        if TERMINATION in cfg.forbid:
+            raise InvalidRequest("termination cannot be forbidden: it ends the episode", param="forbid")
+
+    async def solve(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None) -> SolveResponse:
+        async for event in self.run(question, cfg, request_id=request_id):
+            if isinstance(event, Finished):
+                return event.result
+        raise AssertionError("episode ended without a result")
+
+    async def run(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None) -> AsyncIterator[Event]:
+        self.check(cfg)
+        request_id = request_id or uuid.uuid4().hex
+        t_start = time.perf_counter()
+        written: list[WrittenStep] = []
+        traces: list[StepTrace] = []
+        usage, timings = Usage(), Timings()
+        planner_version: str | None = None
+        degraded, finish_reason = False, "max_steps"
+
+        for index in range(cfg.max_steps):
+            last = index == cfg.max_steps - 1
+            probabilities, probability, forced, planner_ms = None, None, True, 0.0
+            if degraded or last:
+                strategy_id = TERMINATION
+            elif cfg.force is not None:
+                strategy_id = cfg.force
+            else:
+                t0 = time.perf_counter()
+                try:
+                    plan = await self.planner.plan(PlanRequest(
+                        question=question, steps=[PlanStep(strategy=t.strategy, text=t.text) for t in traces],
+                        temperature=cfg.planner_temperature, forbid=cfg.forbid,
+                        seed=None if cfg.seed is None else cfg.seed + index), request_id=request_id)
+                except PlannerUnavailable:
+                    if self.on_planner_down != "degrade":
+                        raise
+                    degraded = True
+                else:
+                    strategy_id, probabilities, forced = plan.strategy, plan.probabilities, False
+                    probability, planner_version = plan.probabilities[plan.strategy], plan.planner_version
+                planner_ms = (time.perf_counter() - t0) * 1000
+                usage.planner_calls += 0 if degraded else 1
+                timings.planner_ms += planner_ms
+
+            if degraded and strategy_id != TERMINATION:
+                # plain chain of thought for the remaining budget, then a forced final answer
+                strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
+                injected = ""
+                max_tokens, stop = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step, None
+            else:
+                terminal = strategy_id == TERMINATION
+                injected = injection_text(self.catalog.get(strategy_id), index)
+                max_tokens = cfg.final_max_tokens if terminal else cfg.max_tokens_per_step
+                stop = [cfg.delimiter]
+
+            trace = StepTrace(index=index, strategy=strategy_id, probability=probability, probabilities=probabilities,
+                              forced=forced, injected=injected, text="", planner_ms=planner_ms)
+            yield StrategyChosen(trace)
+
+            t0 = time.perf_counter()
+            text_parts: list[str] = []
+            async for chunk in self.reasoner.step(StepRequest(
+                    model=cfg.model, question=question, steps=written, pending=injected, max_tokens=max_tokens,
+                    stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id)):
+                if isinstance(chunk, StepDone):
+                    trace.finish_reason = chunk.finish_reason
+                    trace.tokens = chunk.completion_tokens
+                    usage.prompt_tokens += chunk.prompt_tokens
+                    usage.completion_tokens += chunk.completion_tokens
+                else:
+                    text_parts.append(chunk)
+                    yield TextDelta(index, chunk)
+            usage.reasoner_calls += 1
+            trace.reasoner_ms = (time.perf_counter() - t0) * 1000
+            timings.reasoner_ms += trace.reasoner_ms
+            trace.text = "".join(text_parts)
+            written.append(WrittenStep(injected=injected, text=trace.text))
+            traces.append(trace)
+            yield StepEnded(trace)
+
+            if strategy_id == TERMINATION:
+                finish_reason = "degraded" if degraded else ("max_steps" if last and forced else "termination")
+                break
+
+        full_text = chain_of_thought(written, cfg.delimiter)
+        final = written[-1]
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        timings.total_ms = (time.perf_counter() - t_start) * 1000
+        timings.overhead_ms = max(0.0, timings.total_ms - timings.planner_ms - timings.reasoner_ms)
+        yield Finished(SolveResponse(
+            id=request_id, model=cfg.model, answer=extract_answer(full_text, final.text),
+            text=full_text, steps=traces, finish_reason=finish_reason, degraded=degraded, usage=usage,
+            timings=timings, planner_version=planner_version, catalog_version=self.catalog.version))

@@ -1,0 +1,48 @@
+"""Client of the planner server over HTTP (L1). Any failure to get a decision is `PlannerUnavailable`,
+except the planner's own 4xx (bad ids) and 429 (its queue is full), which keep their meaning."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import aiohttp
+
+from planner_server.protocol import PlanRequest, PlanResponse
+from service.errors import InvalidRequest, Overloaded, PlannerUnavailable
+
+
+class Planner(Protocol):
+    async def plan(self, req: PlanRequest, *, request_id: str | None = None) -> PlanResponse: ...
+
+
+class HttpPlanner:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, *, timeout_s: float = 30.0):
+        self.session, self.base_url = session, base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def plan(self, req: PlanRequest, *, request_id: str | None = None) -> PlanResponse:
+        headers = {"X-Request-Id": request_id} if request_id else None
+        try:
+            async with self.session.post(f"{self.base_url}/v1/plan", data=req.model_dump_json(exclude_defaults=True),
+                                         headers={"Content-Type": "application/json", **(headers or {})},
+                                         timeout=self.timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise PlannerUnavailable(f"planner unreachable at {self.base_url}: {e.__class__.__name__}") from e
+        if status == 200:
+            return PlanResponse.model_validate_json(body)
+        message = f"planner answered {status}: {body[:300].decode('utf-8', 'replace')}"
+        if status == 429:
+            raise Overloaded(message)
+        if 400 <= status < 500:
+            raise InvalidRequest(message)
+        raise PlannerUnavailable(message)
+
+    async def ready(self) -> bool:
+        try:
+            async with self.session.get(f"{self.base_url}/ready", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False

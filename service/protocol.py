@@ -1,0 +1,109 @@
+"""Wire models of the service API: /solve and the OpenAI-compatible chat endpoint (L0)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_QUESTION_CHARS = 100_000
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    planner_calls: int = 0
+    reasoner_calls: int = 0
+
+
+class StepTrace(BaseModel):
+    index: int
+    strategy: str
+    probability: float | None = Field(None, description="planner probability of the chosen strategy")
+    probabilities: dict[str, float] | None = None
+    forced: bool = False
+    injected: str = Field(description="the strategy instruction injected before the step")
+    text: str = Field(description="what the reasoner wrote under the instruction")
+    tokens: int = 0
+    finish_reason: str | None = None
+    planner_ms: float = 0.0
+    reasoner_ms: float = 0.0
+
+
+class Timings(BaseModel):
+    total_ms: float = 0.0
+    planner_ms: float = 0.0
+    reasoner_ms: float = 0.0
+    overhead_ms: float = 0.0
+
+
+class SolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
+    max_steps: Annotated[int | None, Field(ge=1, le=64)] = None
+    max_tokens_per_step: Annotated[int | None, Field(ge=1, le=8192)] = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=10.0, description="planner temperature, 0 = argmax")] = None
+    reasoner_temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+    model: Annotated[str | None, Field(max_length=256, description="reasoner model id")] = None
+    force: Annotated[str | None, Field(max_length=64, description="use this strategy at every step")] = None
+    forbid: Annotated[list[str], Field(max_length=16)] = []
+    seed: int | None = None
+    stream: bool = False
+
+
+class SolveResponse(BaseModel):
+    id: str
+    model: str
+    answer: str
+    text: str
+    steps: list[StepTrace]
+    finish_reason: Literal["termination", "max_steps", "degraded"]
+    degraded: bool = False
+    usage: Usage
+    timings: Timings
+    planner_version: str | None
+    catalog_version: str
+
+
+class RsimOptions(BaseModel):
+    """The optional `rsim` field of a chat completion request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: Annotated[int | None, Field(ge=1, le=64)] = None
+    max_tokens_per_step: Annotated[int | None, Field(ge=1, le=8192)] = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=10.0)] = None
+    force: Annotated[str | None, Field(max_length=64)] = None
+    forbid: Annotated[list[str], Field(max_length=16)] = []
+    return_trace: bool = False
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """What the strategy-injection path reads; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=512)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+    max_tokens: Annotated[int | None, Field(ge=1, le=8192)] = None
+    max_completion_tokens: Annotated[int | None, Field(ge=1, le=8192)] = None
+    seed: int | None = None
+    rsim: RsimOptions | None = None

@@ -1,0 +1,186 @@
+"""`POST /v1/chat/completions`: `rsim/<model>` runs strategy injection; any other model id is forwarded
+to the reasoner byte for byte. `GET /v1/models` lists both ids per reasoner model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from service.errors import InvalidRequest, RsimError, UpstreamError, error_envelope, validation_message
+from service.orchestrator import EpisodeConfig, Finished, StrategyChosen, TextDelta
+from service.protocol import ChatCompletionRequest, SolveResponse
+from service.sse import DONE, sse, with_keepalive
+from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect
+from service.web import request_id
+
+router = APIRouter()
+log = logging.getLogger("rsim.chat")
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date"}
+
+
+def question_of(req: ChatCompletionRequest) -> str:
+    """The question the loop solves: the conversation's text, the last user turn last."""
+    parts = []
+    for m in req.messages:
+        if isinstance(m.content, list):
+            text = "".join(p.get("text", "") for p in m.content if isinstance(p, dict) and p.get("type") == "text")
+        else:
+            text = m.content or ""
+        if text and m.role in ("system", "developer", "user"):
+            parts.append(text)
+    if not parts:
+        raise InvalidRequest("messages contain no text to reason about", param="messages")
+    return "\n\n".join(parts)
+
+
+def chat_payload(result: SolveResponse, model: str, created: int, return_trace: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{result.id}", "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer,
+                                             "reasoning_content": result.text},
+                     "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
+                  "total_tokens": result.usage.total_tokens},
+    }
+    if return_trace:
+        body["rsim"] = result.model_dump(exclude={"text", "answer", "usage", "id", "model"})
+    return body
+
+
+def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None,
+          **extra: Any) -> bytes:
+    return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **extra})
+
+
+async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, model: str, rid: str,
+                      include_usage: bool, return_trace: bool) -> AsyncIterator[bytes]:
+    cid, created = f"chatcmpl-{rid}", int(time.time())
+    yield chunk(cid, model, created, {"role": "assistant", "content": ""})
+    try:
+        async for event in state.orchestrator.run(question, cfg, request_id=rid):
+            if isinstance(event, StrategyChosen):
+                prefix = cfg.delimiter if event.step.index > 0 else ""
+                yield chunk(cid, model, created, {"reasoning_content": prefix + event.step.injected})
+            elif isinstance(event, TextDelta):
+                yield chunk(cid, model, created, {"reasoning_content": event.text})
+            elif isinstance(event, Finished):
+                result = event.result
+                state.metrics.observe(result)
+                state.metrics.requests.labels("chat_rsim", "200").inc()
+                yield chunk(cid, model, created, {"content": result.answer})
+                extra = {"rsim": result.model_dump(exclude={"text", "answer", "usage", "id", "model"})} \
+                    if return_trace else {}
+                yield chunk(cid, model, created, {}, "stop", **extra)
+                if include_usage:
+                    u = result.usage
+                    yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                               "choices": [], "usage": {"prompt_tokens": u.prompt_tokens,
+                                                        "completion_tokens": u.completion_tokens,
+                                                        "total_tokens": u.total_tokens}})
+    except RsimError as e:
+        state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
+        yield sse(e.envelope())
+    except Exception:
+        log.exception("chat stream %s failed", rid)
+        state.metrics.requests.labels("chat_rsim", "500").inc()
+        yield sse(error_envelope("internal server error"))
+    yield DONE
+
+
+async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -> Response:
+    """Forward the untouched body; relay status, body and content type (streamed when asked)."""
+    resp = await state.reasoner.open("POST", "/chat/completions", data=raw,
+                                     headers={"Content-Type": "application/json", "X-Request-Id": rid})
+    state.metrics.requests.labels("chat_passthrough", str(resp.status)).inc()
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS and k.lower() != "x-request-id"}
+    if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        return Response(body, status_code=resp.status, headers=headers)
+
+    async def relay() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for data in resp.content.iter_any():
+                yield data
+            finished = True
+        except Exception as e:  # the reasoner broke mid-stream: one error event, then [DONE]
+            yield sse(UpstreamError(f"reasoner stream failed: {e.__class__.__name__}").envelope())
+            yield DONE
+        finally:
+            resp.release() if finished else resp.close()
+
+    return StreamingResponse(relay(), status_code=resp.status, headers=headers)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, state: State) -> Response:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    rid = request_id(request)
+    model = body.get("model")
+    if not (isinstance(model, str) and model.startswith(RSIM_PREFIX)):
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("model is required", param="model")
+        return await passthrough(state, raw, bool(body.get("stream")), rid)
+
+    try:
+        req = ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        message, param = validation_message(e.errors())
+        raise InvalidRequest(message, param=param) from None
+    reasoner_model = await state.resolve_model(req.model)
+    opts = req.rsim
+    cfg = state.episode(reasoner_model, max_steps=opts.max_steps if opts else None,
+                        max_tokens_per_step=opts.max_tokens_per_step if opts else None,
+                        temperature=opts.temperature if opts else None, reasoner_temperature=req.temperature,
+                        force=opts.force if opts else None, forbid=opts.forbid if opts else [], seed=req.seed)
+    state.orchestrator.check(cfg)
+    question = question_of(req)
+    return_trace = bool(opts and opts.return_trace)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        events = chat_stream(state, question, cfg, req.model, rid, include_usage, return_trace)
+        return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        result = await cancel_on_disconnect(request, state.orchestrator.solve(question, cfg, request_id=rid))
+    except RsimError as e:
+        state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
+        raise
+    state.metrics.observe(result)
+    state.metrics.requests.labels("chat_rsim", "200").inc()
+    return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace))
+
+
+@router.get("/v1/models")
+async def models(state: State) -> dict[str, Any]:
+    ids = await state.refresh_models()
+    created = int(time.time())
+    data = []
+    for mid in ids:
+        data.append({"id": mid, "object": "model", "created": created, "owned_by": "reasoner"})
+        data.append({"id": RSIM_PREFIX + mid, "object": "model", "created": created, "owned_by": "rsim"})
+    return {"object": "list", "data": data}
+
+

@@ -1,0 +1,69 @@
+"""`POST /solve`: strategy-injected reasoning as JSON, or as SSE events while it happens."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from service.errors import RsimError, error_envelope
+from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
+from service.protocol import SolveRequest, SolveResponse
+from service.sse import sse, with_keepalive
+from service.state import State, ServiceState, cancel_on_disconnect
+from service.web import request_id
+
+router = APIRouter()
+log = logging.getLogger("rsim.solve")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, rid: str) -> AsyncIterator[bytes]:
+    try:
+        async for event in state.orchestrator.run(question, cfg, request_id=rid):
+            if isinstance(event, StrategyChosen):
+                yield sse(event.step.model_dump(exclude={"text", "tokens", "reasoner_ms", "finish_reason"}),
+                          "strategy")
+            elif isinstance(event, TextDelta):
+                yield sse({"index": event.index, "text": event.text}, "delta")
+            elif isinstance(event, StepEnded):
+                yield sse(event.step.model_dump(), "step_end")
+            elif isinstance(event, Finished):
+                result = event.result
+                state.metrics.observe(result)
+                state.metrics.requests.labels("solve", "200").inc()
+                yield sse({"answer": result.answer}, "answer")
+                yield sse(result.usage.model_dump(), "usage")
+                yield sse(result.model_dump(exclude={"steps", "text"}), "done")
+    except RsimError as e:
+        state.metrics.requests.labels("solve", str(e.status_code)).inc()
+        yield sse(e.envelope(), "error")
+    except Exception:
+        log.exception("solve stream %s failed", rid)
+        state.metrics.requests.labels("solve", "500").inc()
+        yield sse(error_envelope("internal server error"), "error")
+
+
+@router.post("/solve", response_model=SolveResponse)
+async def solve(req: SolveRequest, request: Request, state: State):
+    model = await state.resolve_model(req.model)
+    rid = request_id(request)
+    cfg = state.episode(model, max_steps=req.max_steps, max_tokens_per_step=req.max_tokens_per_step,
+                        temperature=req.temperature, reasoner_temperature=req.reasoner_temperature,
+                        force=req.force, forbid=req.forbid, seed=req.seed)
+    state.orchestrator.check(cfg)  # bad ids are a 400 before any stream starts
+    if req.stream:
+        return StreamingResponse(with_keepalive(solve_events(state, req.question, cfg, rid),
+                                                state.settings.keepalive_s),
+                                 media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        result = await cancel_on_disconnect(request, state.orchestrator.solve(req.question, cfg, request_id=rid))
+    except RsimError as e:
+        state.metrics.requests.labels("solve", str(e.status_code)).inc()
+        raise
+    state.metrics.observe(result)
+    state.metrics.requests.labels("solve", "200").inc()
+    return result

@@ -1,0 +1,47 @@
+"""Service settings, from `RSIM_*` environment variables (L0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ReasonerMode = Literal["continue", "completions", "turns"]
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RSIM_", extra="ignore")
+
+    reasoner_url: str = Field(description="base URL of the OpenAI-compatible reasoner, e.g. http://host:8002/v1")
+    reasoner_model: str | None = Field(None, description="default reasoner model; first of /v1/models if unset")
+    reasoner_mode: ReasonerMode = "continue"
+    reasoner_api_key: SecretStr | None = None
+    reasoner_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    planner_url: str = "http://127.0.0.1:8001"
+    on_planner_down: Literal["error", "degrade"] = "error"
+    max_steps: int = Field(8, ge=1, le=64)
+    max_tokens_per_step: int = Field(256, ge=1, le=8192)
+    final_max_tokens: int = Field(512, ge=1, le=8192, description="token budget of the termination step")
+    step_delimiter: str = "\n\n"
+    planner_temperature: float = Field(0.0, ge=0.0, le=10.0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0, description="longest silence from an upstream")
+    request_timeout_s: float = Field(600.0, gt=0, description="longest whole upstream call")
+    planner_timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(2, ge=0, le=10, description="retries before the first byte (connect errors, 503)")
+    keepalive_s: float = Field(10.0, gt=0, description="SSE keep-alive comment interval")
+    max_connections: int = Field(1024, ge=1)
+    catalog_path: Path | None = None
+
+    @field_validator("reasoner_url", "planner_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+    def masked(self) -> dict:
+        return {k: ("***" if isinstance(v, SecretStr) else v) for k, v in self.model_dump().items()
+                if v is not None}

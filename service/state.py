@@ -1,0 +1,110 @@
+"""What the service's lifespan owns, and the `Annotated` dependency that hands it to routes (L2)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
+
+import aiohttp
+from fastapi import Depends, Request
+
+from service.catalog import Catalog
+from service.errors import ModelNotFound, NotReady
+from service.metrics import ServiceMetrics
+from service.orchestrator import EpisodeConfig, Orchestrator
+from service.planner_client import HttpPlanner
+from service.reasoner import OpenAIReasoner
+from service.settings import ServiceSettings
+
+T = TypeVar("T")
+RSIM_PREFIX = "rsim/"
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    catalog: Catalog
+    metrics: ServiceMetrics
+    session: aiohttp.ClientSession
+    reasoner: OpenAIReasoner
+    planner: HttpPlanner
+    orchestrator: Orchestrator
+    models: list[str] = field(default_factory=list)
+    models_at: float = 0.0
+
+    async def refresh_models(self, *, max_age_s: float = 30.0) -> list[str]:
+        if self.models and time.monotonic() - self.models_at < max_age_s:
+            return self.models
+        self.models = [m["id"] for m in await self.reasoner.list_models() if "id" in m]
+        self.models_at = time.monotonic()
+        return self.models
+
+    async def default_model(self) -> str:
+        if self.settings.reasoner_model:
+            return self.settings.reasoner_model
+        models = await self.refresh_models()
+        if not models:
+            raise NotReady("the reasoner lists no model; set RSIM_REASONER_MODEL")
+        return models[0]
+
+    async def resolve_model(self, requested: str | None, *, param: str = "model") -> str:
+        """A reasoner model id for the loop; unknown ids are 404 `model_not_found`."""
+        if requested is None:
+            return await self.default_model()
+        model = requested.removeprefix(RSIM_PREFIX)
+        if model == self.settings.reasoner_model:
+            return model
+        if model not in await self.refresh_models() and model not in await self.refresh_models(max_age_s=0):
+            raise ModelNotFound(f"The model '{requested}' does not exist", param=param)
+        return model
+
+    def episode(self, model: str, *, max_steps: int | None, max_tokens_per_step: int | None,
+                temperature: float | None, reasoner_temperature: float | None, force: str | None,
+                forbid: list[str], seed: int | None) -> EpisodeConfig:
+        s = self.settings
+        return EpisodeConfig(model=model, max_steps=max_steps or s.max_steps,
+                             max_tokens_per_step=max_tokens_per_step or s.max_tokens_per_step,
+                             final_max_tokens=max_tokens_per_step or s.final_max_tokens,
+                             planner_temperature=s.planner_temperature if temperature is None else temperature,
+                             reasoner_temperature=s.reasoner_temperature if reasoner_temperature is None
+                             else reasoner_temperature,
+                             force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter)
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.rsim
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it (and its upstream calls) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        watcher.cancel()
+        with contextlib.suppress(BaseException):
+            await watcher
+    if task.cancelled():
+        with contextlib.suppress(BaseException):
+            await task
+        raise ClientDisconnected()
+    return task.result()
