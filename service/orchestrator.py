@@ -92,38 +92,36 @@ class Orchestrator:
 
         for index in range(cfg.max_steps):
             last = index == cfg.max_steps - 1
-            probabilities, probability, forced, planner_ms = None, None, True, 0.0
-            if degraded or last:
-                strategy_id = TERMINATION
-            elif cfg.force is not None:
-                strategy_id = cfg.force
-            else:
-                t0 = time.perf_counter()
-                try:
-                    plan = await self.planner.plan(PlanRequest(
-                        question=question, steps=[PlanStep(strategy=t.strategy, text=t.text) for t in traces],
-                        temperature=cfg.planner_temperature, forbid=cfg.forbid,
-                        seed=None if cfg.seed is None else cfg.seed + index), request_id=request_id)
-                except PlannerUnavailable:
-                    if self.on_planner_down != "degrade":
-                        raise
-                    degraded = True
+            strategy_id, probabilities, probability, forced, planner_ms = TERMINATION, None, None, True, 0.0
+            plain = False  # the planner just went away: write plain chain of thought, then the answer
+            if not (degraded or last):
+                if cfg.force is not None:
+                    strategy_id = cfg.force
                 else:
-                    strategy_id, probabilities, forced = plan.strategy, plan.probabilities, False
-                    probability, planner_version = plan.probabilities[plan.strategy], plan.planner_version
-                planner_ms = (time.perf_counter() - t0) * 1000
-                usage.planner_calls += 0 if degraded else 1
-                timings.planner_ms += planner_ms
+                    t0 = time.perf_counter()
+                    try:
+                        plan = await self.planner.plan(PlanRequest(
+                            question=question, steps=[PlanStep(strategy=t.strategy, text=t.text) for t in traces],
+                            temperature=cfg.planner_temperature, forbid=cfg.forbid,
+                            seed=None if cfg.seed is None else cfg.seed + index), request_id=request_id)
+                    except PlannerUnavailable:
+                        if self.on_planner_down != "degrade":
+                            raise
+                        degraded = plain = True
+                    else:
+                        strategy_id, probabilities, forced = plan.strategy, plan.probabilities, False
+                        probability, planner_version = plan.probabilities[plan.strategy], plan.planner_version
+                        usage.planner_calls += 1
+                    planner_ms = (time.perf_counter() - t0) * 1000
+                    timings.planner_ms += planner_ms
 
-            if degraded and strategy_id != TERMINATION:
-                # plain chain of thought for the remaining budget, then a forced final answer
+            if plain:
                 strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
-                injected = ""
-                max_tokens, stop = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step, None
+                injected, stop = "", None
+                max_tokens = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step
             else:
-                terminal = strategy_id == TERMINATION
                 injected = injection_text(self.catalog.get(strategy_id), index)
-                max_tokens = cfg.final_max_tokens if terminal else cfg.max_tokens_per_step
+                max_tokens = cfg.final_max_tokens if strategy_id == TERMINATION else cfg.max_tokens_per_step
                 stop = [cfg.delimiter]
 
             trace = StepTrace(index=index, strategy=strategy_id, probability=probability, probabilities=probabilities,

