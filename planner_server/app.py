@@ -57,7 +57,7 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
                 await state.loading
             if state.batcher:
                 await state.batcher.stop()
-            if state.backend:
+            if state.backend is not None and backend is None:  # an injected backend belongs to the caller
                 await state.backend.close()
 
     app = FastAPI(title="rsim planner", version="0.1.0", lifespan=lifespan)

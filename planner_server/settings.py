@@ -28,6 +28,8 @@ class PlannerSettings(BaseSettings):
     prompted_url: str | None = Field(None, description="OpenAI-compatible base URL (prompted backend)")
     prompted_model: str | None = None
     prompted_api_key: SecretStr | None = None
+    prompted_constrain: bool = Field(False, description="vLLM servers: constrain the answer to the labels "
+                                                        "(structured_outputs choice)")
 
     @model_validator(mode="after")
     def _backend_needs(self) -> PlannerSettings:

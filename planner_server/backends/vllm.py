@@ -64,4 +64,6 @@ class VLLMBackend:
         return await asyncio.to_thread(self.forward, batch)
 
     async def close(self) -> None:
-        self.llm = None
+        if self.llm is not None:  # stop the engine-core process now, not at interpreter exit
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
