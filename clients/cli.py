@@ -65,9 +65,9 @@ def cmd_solve(a: argparse.Namespace) -> int:
                     p = data.get("probability")
                     prob = f"p={p:.2f}" if p is not None else "forced"
                     out.print(f"\n[bold cyan]step {data['index'] + 1}[/] [magenta]{data['strategy']}[/] ({prob})")
-                    out.print(f"[dim]{data['injected']}[/]", end="")
+                    out.print(f"[dim]{data['injected']}[/]", end="", soft_wrap=True)
                 elif event == "delta":
-                    out.print(data["text"], end="", markup=False, highlight=False)
+                    out.print(data["text"], end="", markup=False, highlight=False, soft_wrap=True)
                 elif event == "answer":
                     out.print(f"\n\n[bold green]answer:[/] {data['answer']}")
                 elif event == "done":
