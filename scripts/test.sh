@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export RSIM_CACHE_DIR=${RSIM_CACHE_DIR:-$PWD/.cache}
-.venv/bin/lint-imports --config pyproject.toml
+.venv/bin/lint-imports --no-cache pyproject.toml
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import RsimError, error_envelope, validation_message
+from service.errors import NotReady, RsimError, error_envelope, validation_message
 
 log = logging.getLogger("rsim")
 
@@ -53,7 +53,7 @@ class RequestIdMiddleware:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RsimError)
     async def _rsim(request: Request, exc: RsimError) -> JSONResponse:
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and not isinstance(exc, NotReady):
             log.warning("request %s failed: %s %s", request_id(request), exc.status_code, exc.message)
         return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
 

@@ -140,3 +140,11 @@ def test_planner_down_is_503_or_degraded(fault_reasoner, work_dir):
         body = r.json()
         assert body["degraded"] is True and body["finish_reason"] == "degraded"
         assert body["steps"][0]["injected"] == "" and body["steps"][-1]["strategy"] == "termination"
+
+
+def test_503_before_the_first_byte_is_retried(faulty, fault_reasoner):
+    rid = f"retry-{time.time()}"
+    r = httpx.post(f"{faulty}/solve", json={"question": "q", "model": "once-503", "max_steps": 1},
+                   headers={"X-Request-Id": rid}, timeout=20)
+    assert r.status_code == 200 and r.json()["steps"][0]["text"] == "t0 t1 t2 "
+    assert len([e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]) == 2

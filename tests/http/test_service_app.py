@@ -1,0 +1,82 @@
+"""The service app in-process with its lifespan (pooled session, orchestrator), in front of the
+fault reasoner process; bad input is refused before any upstream work."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from service.app import create_app
+from service.catalog import load_catalog
+from service.settings import ServiceSettings
+from tests.support.procs import free_port
+
+
+@pytest.fixture
+async def client(fault_reasoner):
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}")
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            yield c
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [
+    ({}, 400, "question"),
+    ({"question": "q", "max_steps": 0}, 400, "max_steps"),
+    ({"question": "q", "unknown": 1}, 400, "unknown"),
+    ({"question": "q", "force": "nope"}, 400, "force"),
+    ({"question": "q", "forbid": ["termination"]}, 400, "forbid"),
+    ({"question": "q", "forbid": ["x", "y"]}, 400, "forbid.0"),
+    ({"question": "q", "model": "no-such-model"}, 404, "model"),
+])
+async def test_solve_bad_input(client, body, status, param):
+    r = await client.post("/solve", json=body)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert err["param"] == param and set(err) == {"message", "type", "param", "code"}
+    if status == 404:
+        assert err["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(("raw", "param"), [
+    (b"[1, 2]", None),
+    (b'{"messages": []}', "model"),
+    (b'{"model": "rsim/ok", "messages": []}', "messages"),
+    (b'{"model": "rsim/ok", "messages": [{"role": "user", "content": "q"}], "rsim": {"force": 3}}', "rsim.force"),
+    (b'{"model": "rsim/ok", "messages": [{"role": "assistant", "content": "only me"}]}', "messages"),
+])
+async def test_chat_bad_input(client, raw, param):
+    r = await client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_request_id_generated_and_planner_down_is_503(client):
+    r = await client.post("/solve", json={"question": "q", "model": "ok"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "planner_unavailable"
+    assert len(r.headers["x-request-id"]) == 32
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert (await client.get("/v1/strategies")).json()["version"] == load_catalog().version
+
+
+async def test_user_catalog_file(fault_reasoner, tmp_path):
+    data = load_catalog().describe()
+    data["strategies"] = [s for s in data["strategies"] if s["id"] in ("decomposition", "termination")]
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"name": "two", "strategies": data["strategies"]}))
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, catalog_path=path)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            cat = (await c.get("/v1/strategies")).json()
+            bad = await c.post("/solve", json={"question": "q", "force": "verification"})
+    assert cat["name"] == "two" and [s["id"] for s in cat["strategies"]] == ["decomposition", "termination"]
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "force"
+
+
+def test_missing_required_setting_fails_fast(monkeypatch):
+    monkeypatch.delenv("RSIM_REASONER_URL", raising=False)
+    with pytest.raises(ValueError, match="reasoner_url"):
+        create_app()
