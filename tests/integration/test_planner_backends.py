@@ -1,8 +1,9 @@
-"""The planner's vllm backend (in-process vLLM engine, once) and prompted backend (a real
-OpenAI-compatible LLM asked to choose), against the hf backend's distribution."""
+"""The planner server on its vllm backend (in-process vLLM engine, once) and the prompted backend
+(a real OpenAI-compatible LLM asked to choose), against the hf backend."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from planner_server.backends import PlanItem
@@ -10,6 +11,7 @@ from planner_server.decision import softmax
 from planner_server.protocol import PlanStep
 from planner_server.settings import PlannerSettings
 from service.catalog import load_catalog
+from tests.support.procs import free_port, running, serve_cmd, vllm_env
 
 pytestmark = pytest.mark.slow
 
@@ -17,24 +19,24 @@ ITEMS = [PlanItem("What is 12 * 7?", []),
          PlanItem("What is 12 * 7?", [PlanStep(strategy="decomposition", text="12 * 7 = 10 * 7 + 2 * 7")])]
 
 
-async def test_vllm_backend_matches_hf(tiny_model, work_dir, monkeypatch):
-    from planner_server.backends.hf import HFBackend
-    from planner_server.backends.vllm import VLLMBackend
-
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    monkeypatch.setenv("VLLM_CACHE_ROOT", str(work_dir / "vllm-tmp"))
-    catalog = load_catalog()
-    hf = HFBackend.from_settings(PlannerSettings(model=str(tiny_model), threads=1), catalog)
-    vllm = VLLMBackend.from_settings(PlannerSettings(backend="vllm", model=str(tiny_model), context_tokens=512),
-                                     catalog)
-    try:
-        got = await vllm.label_logits(ITEMS)
-        want = await hf.label_logits(ITEMS)
-        for g, w in zip(got, want, strict=True):
-            assert softmax(g) == pytest.approx(softmax(w), abs=0.02)
-            assert sum(softmax(g)) == pytest.approx(1.0)
-    finally:
-        await vllm.close()
+def test_planner_server_on_the_vllm_backend_matches_hf(tiny_model, tiny_planner, work_dir):
+    """A real planner_server process with the vllm backend gives the hf backend's distribution."""
+    port = free_port()
+    env = {"RSIM_PLANNER_BACKEND": "vllm", "RSIM_PLANNER_MODEL": str(tiny_model),
+           "RSIM_PLANNER_CONTEXT_TOKENS": "512", **vllm_env(work_dir / "vllm-planner-tmp")}
+    with running(serve_cmd("planner", port), ready_url=f"http://127.0.0.1:{port}/ready",
+                 log_path=work_dir / "logs" / "planner-vllm.log", env=env, timeout_s=300):
+        for item in ITEMS:
+            body = {"question": item.question, "steps": [s.model_dump() for s in item.steps]}
+            got = httpx.post(f"http://127.0.0.1:{port}/v1/plan", json=body, timeout=60).json()
+            want = httpx.post(f"{tiny_planner.url}/v1/plan", json=body, timeout=60).json()
+            assert list(got["probabilities"]) == list(want["probabilities"])
+            assert list(got["probabilities"].values()) == pytest.approx(list(want["probabilities"].values()),
+                                                                         abs=0.02)
+            assert sum(got["probabilities"].values()) == pytest.approx(1.0)
+            assert got["planner_version"] == want["planner_version"]
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
+        assert ready["backend"] == "vllm"
 
 
 async def test_prompted_backend_against_a_real_llm(tiny_reasoner):

@@ -1,0 +1,1 @@
+"""Load generation and benchmarks that print ratios against baselines measured in the same run."""

@@ -1,0 +1,18 @@
+"""Benchmarks run in CI in a short mode so they cannot rot (no speed is asserted here)."""
+
+import pytest
+
+from loadtests import bench_http_client
+
+pytestmark = pytest.mark.slow
+
+
+def test_http_client_benchmark_short_mode(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    results = bench_http_client.main(["--seconds", "0.3", "--concurrency", "1,4", "--rounds", "1",
+                                      "--out", str(out)])
+    assert set(results) == {"direct", "httpx", "aiohttp", "rsim"}
+    for per in results.values():
+        for r in per.values():
+            assert r["requests"] > 0 and r["errors"] == 0 and r["p50_ms"] >= 50  # the simulator's 50 ms
+    assert out.is_file() and "req/s vs httpx" in capsys.readouterr().out
