@@ -21,6 +21,32 @@ log = logging.getLogger("rsim.planner.hf")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def label_logits(model, batch: list[list[int]], label_ids: list[int], pad_id: int) -> torch.Tensor:
+    """[B, n_labels] logits at each sequence's last position, computed from the final hidden state
+    and only the label rows of the output embedding: never the full vocabulary. Left-padded batch.
+    Serving and training share this function (training calls it with gradients on)."""
+    device = next(model.parameters()).device
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, ids in enumerate(batch):
+        input_ids[i, width - len(ids):] = torch.tensor(ids)
+        mask[i, width - len(ids):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(causal_lm, causal_lm.base_model_prefix)
+    hidden = backbone(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                      position_ids=positions.to(device), use_cache=False).last_hidden_state[:, -1]
+    head = causal_lm.get_output_embeddings()
+    logits = hidden @ head.weight[label_ids].T
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[label_ids]
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,19 +85,8 @@ class HFBackend:
                                      cot_budget_tokens=self.context_tokens, bos_token_id=self.tokenizer.bos_token_id)
 
     def forward(self, batch: list[list[int]]) -> list[list[float]]:
-        """Left-padded batch → label logits at each sequence's last position."""
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, ids in enumerate(batch):
-            input_ids[i, width - len(ids):] = torch.tensor(ids)
-            mask[i, width - len(ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with self._lock, torch.inference_mode():
-            out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=positions.to(self.device), logits_to_keep=1, use_cache=False)
-            logits = out.logits[:, -1, self.label_ids].float().cpu()
-        return logits.tolist()
+            return label_logits(self.model, batch, self.label_ids, self.pad_id).float().cpu().tolist()
 
     async def label_logits(self, items: list[PlanItem]) -> list[list[float]]:
         batch = [self.encode(item) for item in items]
