@@ -110,6 +110,34 @@ def cmd_strategies(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
+    if a.config == "plot":
+        from planner_server.training.plot import plot_run
+
+        if not extra:
+            err.print("usage: rsim train plot RUN_DIR [OUT_DIR]")
+            return 2
+        for path in plot_run(extra[0], extra[1] if len(extra) > 1 else None):
+            out.print(f"wrote {path}")
+        return 0
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from planner_server.training.config import load_config
+    from planner_server.training.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(a.config_file or (None if a.config is None else a.config), extra)
+    except (ValidationError, ValueError, FileNotFoundError) as e:
+        err.print(f"[red]error:[/] {e}")
+        return 2
+    last = asyncio.run(train(cfg))
+    out.print(f"done; last checkpoint: {last}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rsim", description="reinforced strategy injection for any OpenAI-compatible LLM")
     sub = p.add_subparsers(dest="command", required=True)
@@ -152,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the whole result as JSON (no streaming)")
     v.set_defaults(fn=cmd_solve)
 
+    r = sub.add_parser("train", help="train a planner with GRPO (`rsim train --config FILE [--key=value ...]`, "
+                                     "`rsim train plot RUN_DIR`)")
+    r.add_argument("config", nargs="?", help="'plot' to draw a run's curves; otherwise a YAML config (or --config)")
+    r.add_argument("--config", dest="config_file", help="YAML config; every key also settable as --key=value")
+    r.set_defaults(fn=cmd_train, takes_extra=True)
+
     t = sub.add_parser("strategies", help="show the strategy catalog")
     t.add_argument("--url", default=os.environ.get("RSIM_URL", "http://127.0.0.1:8000"))
     t.add_argument("--local", action="store_true", help="the built-in catalog, no server needed")
@@ -162,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if getattr(args, "takes_extra", False):
+        return args.fn(args, extra)
+    if extra:
+        err.print(f"[red]error:[/] unrecognized arguments: {' '.join(extra)}")
+        return 2
     return args.fn(args)
 
 

@@ -1,0 +1,117 @@
+"""Training configuration: a YAML file, every key also settable on the command line as `--key=value`
+(nested keys with dots: `--reasoner.url=http://...`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ReasonerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description="OpenAI-compatible base URL (frozen reasoner, planner-only mode)")
+    model: str | None = None
+    mode: Literal["continue", "completions", "turns"] = "continue"
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    local_model: str | None = Field(None, description="HF folder/id of a local reasoner (joint mode)")
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = Field(None, description="JSONL/Parquet file; none = the synthetic task")
+    synthetic_seed: int = 0
+    synthetic_steps: tuple[int, int] = (2, 4)
+    synthetic_size: int = Field(2000, ge=1)
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path = Path("runs/planner")
+    planner_model: str = Field(description="HF folder or hub id of the planner base model (~ expanded)")
+    mode: Literal["planner", "joint"] = "planner"
+    reasoner: ReasonerConfig = ReasonerConfig()
+    data: DataConfig = DataConfig()
+    lora: LoraConfig = LoraConfig()
+    catalog_path: Path | None = None
+
+    max_steps: int = Field(100, ge=1, description="optimizer steps")
+    batch_size: int = Field(2, ge=1, description="questions per step")
+    group_size: int = Field(4, ge=2, description="rollouts per question (G)")
+    ppo_epochs: int = Field(1, ge=1)
+    micro_batch: int = Field(8, ge=1, description="decisions per forward/backward pass")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    clip_eps: float = Field(0.2, gt=0, lt=1)
+    kl_coef: float = Field(0.0, ge=0, description="KL to the initial policy (0 = off)")
+    temperature: float = Field(1.0, gt=0, description="planner sampling temperature in rollouts")
+    context_tokens: int = Field(512, ge=32)
+    joint_lambda_stage1: float = Field(0.7, ge=0, le=1)
+    joint_lambda_stage2: float = Field(0.3, ge=0, le=1)
+    joint_switch_step: int = Field(50, ge=0)
+
+    episode_max_steps: int = Field(4, ge=1)
+    max_tokens_per_step: int = Field(48, ge=1)
+    final_max_tokens: int = Field(24, ge=1)
+    step_delimiter: str = "\n\n"
+    concurrency: int = Field(8, ge=1, description="rollouts in flight at once")
+
+    save_every: int = Field(10, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    threads: int | None = None
+
+    @model_validator(mode="after")
+    def _reasoner_given(self) -> TrainConfig:
+        if self.planner_model.startswith("~"):
+            self.planner_model = str(Path(self.planner_model).expanduser())
+        if self.mode == "planner" and not self.reasoner.url:
+            raise ValueError("planner-only mode needs reasoner.url (an OpenAI-compatible endpoint)")
+        if self.mode == "joint" and not self.reasoner.local_model:
+            raise ValueError("joint mode needs reasoner.local_model (a local HF reasoner to train)")
+        return self
+
+
+def parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--a.b=v` sets data["a"]["b"] = yaml(v)."""
+    for item in overrides:
+        if not item.startswith("--") or "=" not in item:
+            raise ValueError(f"override {item!r} must look like --key=value")
+        key, value = item[2:].split("=", 1)
+        node = data
+        parts = key.replace("-", "_").split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = parse_value(value)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"training config not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+    return TrainConfig.model_validate(apply_overrides(data, list(overrides)))

@@ -1,0 +1,65 @@
+"""Rollouts: G episodes per question through `service.Orchestrator` with the policy planner, run
+concurrently; each comes back with its trace, its recorded decisions and its rewards."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from planner_server.training.data import Problem
+from planner_server.training.policy import PolicyPlanner, Recorded
+from planner_server.training.rewards import PlannerReward, ReasonerReward, planner_reward, reasoner_reward
+from planner_server.training.scoring import is_correct
+from service.errors import RsimError
+from service.orchestrator import EpisodeConfig, Orchestrator
+from service.protocol import SolveResponse
+
+log = logging.getLogger("rsim.train.rollout")
+
+
+@dataclass
+class Rollout:
+    problem: Problem
+    result: SolveResponse
+    decisions: list[Recorded]
+    correct: bool
+    planner: PlannerReward
+    reasoner: ReasonerReward
+
+
+@dataclass
+class Group:
+    problem: Problem
+    rollouts: list[Rollout] = field(default_factory=list)
+    failed: int = 0
+
+
+def score(problem: Problem, result: SolveResponse, decisions: list[Recorded]) -> Rollout:
+    correct = is_correct(result.answer, problem)
+    strategies = [s.strategy for s in result.steps]
+    return Rollout(problem, result, decisions, correct,
+                   planner_reward(strategies, correct=correct, chose_termination=result.finish_reason == "termination"),
+                   reasoner_reward([(s.strategy, s.injected + s.text) for s in result.steps], result.text,
+                                   problem.task, correct=correct))
+
+
+async def rollout_groups(orchestrator: Orchestrator, policy: PolicyPlanner, problems: list[Problem],
+                         cfg: EpisodeConfig, *, group_size: int, concurrency: int, tag: str) -> list[Group]:
+    groups = [Group(p) for p in problems]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(qi: int, g: int) -> None:
+        rid = f"{tag}-q{qi}-g{g}"
+        async with gate:
+            try:
+                result = await orchestrator.solve(problems[qi].question, cfg, request_id=rid)
+            except RsimError as e:  # a failed episode is dropped from its group, and counted
+                log.warning("rollout %s failed: %s", rid, e.message)
+                policy.take(rid)
+                groups[qi].failed += 1
+                return
+        groups[qi].rollouts.append(await asyncio.to_thread(score, problems[qi], result, policy.take(rid)))
+
+    await asyncio.gather(*(one(qi, g) for qi in range(len(problems)) for g in range(group_size)))
+    return groups

@@ -1,0 +1,182 @@
+"""`rsim train`: GRPO on the planner against any OpenAI-compatible reasoner (planner-only mode, λ = 1).
+
+The loop reads top to bottom; the math lives in `grpo.py`, the rewards in `rewards.py`, the
+episodes in `service.Orchestrator` (through `rollout.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from statistics import fmean, pstdev
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from planner_server.decision import entropy
+from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
+from planner_server.training.config import TrainConfig
+from planner_server.training.data import Problem, cycle, load_problems
+from planner_server.training.grpo import clipped_surrogate, group_advantages
+from planner_server.training.policy import PolicyPlanner, Recorded
+from planner_server.training.rollout import Group, rollout_groups
+from planner_server.training.synthetic import synthetic_problems
+from service.catalog import load_catalog
+from service.orchestrator import EpisodeConfig, Orchestrator
+from service.reasoner import OpenAIReasoner, make_session
+
+log = logging.getLogger("rsim.train")
+
+
+def build_policy(cfg: TrainConfig):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(cfg.planner_model)
+    model = AutoModelForCausalLM.from_pretrained(cfg.planner_model, dtype=dtype).to(device)
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+    return model, tokenizer
+
+
+def load_data(cfg: TrainConfig) -> list[Problem]:
+    if cfg.data.path is not None:
+        return load_problems(cfg.data.path)
+    return synthetic_problems(cfg.data.synthetic_size, seed=cfg.data.synthetic_seed, steps=cfg.data.synthetic_steps)
+
+
+def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded, float]], cfg: TrainConfig
+                ) -> dict[str, float]:
+    """PPO-clip epochs over every decision of the batch, token-averaged, micro-batched."""
+    if not decisions:
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0}
+    stats: list[dict[str, float]] = []
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    for _ in range(cfg.ppo_epochs):
+        random.shuffle(decisions)
+        optimizer.zero_grad(set_to_none=True)
+        for i in range(0, len(decisions), cfg.micro_batch):
+            chunk = decisions[i:i + cfg.micro_batch]
+            records = [r for r, _ in chunk]
+            old = torch.tensor([r.logp for r in records])
+            adv = torch.tensor([a for _, a in chunk])
+            ref = None
+            if cfg.kl_coef > 0 and cfg.lora.enabled:
+                with torch.no_grad(), policy.model.disable_adapter():
+                    ref = policy.logp(records).cpu()
+            logp = policy.logp(records).cpu()
+            loss, s = clipped_surrogate(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref, kl_coef=cfg.kl_coef)
+            (loss * len(chunk) / len(decisions)).backward()
+            stats.append({"loss": float(loss.detach()), **s})
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        optimizer.step()
+    out = {k: fmean(s[k] for s in stats) for k in stats[0]}
+    return {**out, "grad_norm": grad_norm}
+
+
+def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str, float],
+                 seconds: dict[str, float]) -> dict[str, Any]:
+    rollouts = [r for g in groups for r in g.rollouts]
+    comp = {"planner_acc": [r.planner.acc for r in rollouts], "planner_penalty": [r.planner.penalty for r in rollouts],
+            "planner_terminal": [r.planner.terminal for r in rollouts],
+            "planner_total": [r.planner.total for r in rollouts],
+            "reasoner_format": [r.reasoner.format for r in rollouts],
+            "reasoner_follow": [r.reasoner.follow for r in rollouts]}
+    strategies = Counter(s.strategy for r in rollouts for s in r.result.steps)
+    entropies = [entropy(d.probabilities) for r in rollouts for d in r.decisions]
+    tokens = sum(r.result.usage.completion_tokens for r in rollouts)
+    return {"step": step, "accuracy": fmean(r.correct for r in rollouts) if rollouts else 0.0,
+            **{f"reward/{k}_mean": fmean(v) if v else 0.0 for k, v in comp.items()},
+            **{f"reward/{k}_std": pstdev(v) if len(v) > 1 else 0.0 for k, v in comp.items()},
+            "strategies": dict(strategies), "entropy": fmean(entropies) if entropies else 0.0,
+            "zero_variance_groups": zero_var, "failed_rollouts": sum(g.failed for g in groups),
+            "decisions": sum(len(r.decisions) for r in rollouts), "steps_per_episode":
+                fmean(len(r.result.steps) for r in rollouts) if rollouts else 0.0,
+            "tokens_per_s": tokens / max(seconds["rollout"], 1e-9), **update,
+            **{f"seconds/{k}": v for k, v in seconds.items()}}
+
+
+async def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; returns the last checkpoint folder."""
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    catalog = load_catalog(cfg.catalog_path)
+    run = cfg.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(cfg.model_dump_json(indent=2))
+    model, tokenizer = build_policy(cfg)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    start_step, data_position = 0, 0
+    resume = latest_checkpoint(run)
+    if resume is not None:  # model weights, optimizer, RNG and data position: lose at most one step
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        if cfg.lora.enabled:
+            set_peft_model_state_dict(model, load_file(resume / "adapter_model.safetensors"))
+        else:
+            model.load_state_dict(load_file(resume / "model.safetensors"), strict=False)
+        state = load_trainer_state(resume, optimizer)
+        start_step, data_position = state["step"], state["data_position"]
+        log.info("resumed from %s (step %d)", resume, start_step)
+    policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
+                           max_batch=cfg.micro_batch, seed=cfg.seed + start_step, version=f"train@{start_step}")
+    problems = cycle(load_data(cfg), start=data_position)
+    episode = EpisodeConfig(model=cfg.reasoner.model or "", max_steps=cfg.episode_max_steps,
+                            max_tokens_per_step=cfg.max_tokens_per_step, final_max_tokens=cfg.final_max_tokens,
+                            reasoner_temperature=cfg.reasoner.temperature, delimiter=cfg.step_delimiter)
+    session = make_session(connect_timeout_s=10, read_timeout_s=300, request_timeout_s=900,
+                           max_connections=cfg.concurrency * 2)
+    reasoner = OpenAIReasoner(session, cfg.reasoner.url or "", mode=cfg.reasoner.mode)
+    orchestrator = Orchestrator(policy, reasoner, catalog)
+    policy.batcher.start()
+    last = resume
+    metrics_file = (run / "metrics.jsonl").open("a")
+    try:
+        if not episode.model:
+            episode.model = (await reasoner.list_models())[0]["id"]
+        for step in tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
+                         dynamic_ncols=True):
+            t0 = time.perf_counter()
+            batch = [next(problems) for _ in range(cfg.batch_size)]
+            data_position = batch[-1][0] + 1
+            model.eval()
+            groups = await rollout_groups(orchestrator, policy, [p for _, p in batch], episode,
+                                          group_size=cfg.group_size, concurrency=cfg.concurrency, tag=f"s{step}")
+            t1 = time.perf_counter()
+            advantages, zero_var = group_advantages([[r.planner.total for r in g.rollouts] for g in groups
+                                                     if len(g.rollouts) >= 2])
+            usable = [g for g in groups if len(g.rollouts) >= 2]
+            decisions = [(d, a) for g, adv in zip(usable, advantages, strict=True)
+                         for r, a in zip(g.rollouts, adv, strict=True) if a != 0 for d in r.decisions]
+            model.train()
+            update = await asyncio.to_thread(grpo_update, policy, optimizer, decisions, cfg)
+            t2 = time.perf_counter()
+            policy.version = f"train@{step + 1}"
+            row = step_metrics(step + 1, groups, zero_var, update, {"rollout": t1 - t0, "update": t2 - t1})
+            metrics_file.write(json.dumps(row) + "\n")
+            metrics_file.flush()
+            tqdm.write(f"step {step + 1}: acc {row['accuracy']:.2f} reward {row['reward/planner_total_mean']:+.2f} "
+                       f"loss {row['loss']:+.4f} ({t2 - t0:.0f} s)")
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:
+                last = save_checkpoint(run, step=step + 1, model=model, tokenizer=tokenizer, optimizer=optimizer,
+                                       data_position=data_position, base_model=cfg.planner_model,
+                                       catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
+                                       metrics=row)
+    finally:
+        metrics_file.close()
+        await policy.batcher.stop()
+        await session.close()
+    return last

@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from planner_server.training.data import DataError, cycle, load_problems
+from planner_server.training.scoring import choice_equal, is_correct, math_equal, numeric_equal, run_code_tests
+from planner_server.training.synthetic import synthetic_problems
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_published_layouts_are_detected(tmp_path):
+    gsm = load_problems(write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "work\n#### 1,234"}]))
+    assert gsm[0].answer == "1234" and gsm[0].task == "math" and gsm[0].source == "gsm8k"
+    math = load_problems(write_jsonl(tmp_path / "math.jsonl", [{"problem": "p", "solution": "so \\boxed{\\frac12}"}]))
+    assert math[0].answer == "\\frac12"
+    he = load_problems(write_jsonl(tmp_path / "he.jsonl", [{"task_id": "x", "prompt": "def f():\n",
+                                                            "test": "def check(c):\n    assert c() == 1\n",
+                                                            "entry_point": "f", "canonical_solution": "  return 1\n"}]))
+    assert he[0].task == "code" and he[0].tests.endswith("check(f)\n")
+    rows = load_problems(write_jsonl(tmp_path / "rows.jsonl", [{"question": "q", "answer": "B", "task": "choice"}]))
+    assert rows[0].task == "choice"
+
+
+def test_bad_files_name_the_file_and_layout(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_problems(tmp_path / "nope.jsonl")
+    (tmp_path / "bad.jsonl").write_text("{oops")
+    with pytest.raises(DataError, match="bad.jsonl:1"):
+        load_problems(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="unknown layout"):
+        load_problems(write_jsonl(tmp_path / "odd.jsonl", [{"x": 1}]))
+
+
+def test_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"question": "q", "answer": "3", "task": "math"}]), tmp_path / "d.parquet")
+    assert load_problems(tmp_path / "d.parquet")[0].answer == "3"
+
+
+def test_synthetic_problems_are_deterministic_and_exact():
+    a, b = synthetic_problems(20, seed=3), synthetic_problems(20, seed=3)
+    assert a == b and a != synthetic_problems(20, seed=4)
+    p = synthetic_problems(1, seed=0, steps=(1, 1))[0]
+    assert p.task == "synthetic" and int(p.answer) >= 0 and p.question.endswith("now?")
+    assert is_correct(f"so \\boxed{{{p.answer}}}", p) or is_correct(p.answer, p)
+
+
+def test_cycle_resumes_at_a_position():
+    items = synthetic_problems(3)
+    it = cycle(items, start=4)
+    assert next(it) == (4, items[1])
+
+
+def test_scorers_on_hand_cases():
+    assert math_equal("\\frac{1}{2}", "0.5") and math_equal("\\dfrac{1}{2}", "\\frac12")
+    assert numeric_equal("the answer is 1,000", "1000") and not numeric_equal("999", "1000")
+    assert numeric_equal("3.1416", "3.14159", rel_tol=1e-4)
+    assert choice_equal("(C)", "C") and choice_equal("The answer is B", "B") and not choice_equal("A", "B")
+
+
+def test_code_sandbox():
+    tests = "assert add(2, 3) == 5\n"
+    assert run_code_tests("def add(a, b):\n    return a + b", tests)
+    assert not run_code_tests("def add(a, b):\n    return a - b", tests)
+    assert not run_code_tests("def add(a, b):\n    while True: pass", tests, timeout_s=2)
+    net = "import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    return a + b"
+    assert not run_code_tests(net, tests)

@@ -1,0 +1,72 @@
+"""Rewards, advantages and the clipped loss against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+
+from planner_server.training.grpo import clipped_surrogate, group_advantages, kl_k3
+from planner_server.training.rewards import answer_in_format, follows, planner_reward, reasoner_reward
+
+
+def test_planner_reward_components():
+    r = planner_reward(["decomposition", "decomposition", "termination"], correct=True, chose_termination=True)
+    assert (r.acc, r.penalty, r.terminal) == (1.0, pytest.approx(-2 / 3), 1.0)
+    assert r.total == pytest.approx(1 + 1 - 2 / 3)
+    forced = planner_reward(["verification", "summarization", "termination"], correct=False, chose_termination=False)
+    assert (forced.acc, forced.penalty, forced.terminal) == (0.0, pytest.approx(-1 / 3), -1.0)
+    assert planner_reward(["termination"], correct=False, chose_termination=True).total == pytest.approx(0.0)
+
+
+def test_reasoner_reward_components():
+    steps = [("verification", "Let me check: 2 + 3 = 5."), ("decomposition", "nothing relevant"),
+             ("termination", "The final answer is \\boxed{5}")]
+    r = reasoner_reward(steps, "… \\boxed{5}", "math", correct=True)
+    assert (r.acc, r.format, r.follow) == (1.0, 1.0, pytest.approx(2 / 3))
+    assert reasoner_reward(steps, "five", "math", correct=False).format == 0.0
+
+
+def test_format_and_follow_rules():
+    assert answer_in_format("```python\nx=1\n```", "code") and not answer_in_format("x=1", "code")
+    assert answer_in_format("\\boxed{B}", "choice") and not answer_in_format("\\boxed{12}", "choice")
+    assert follows("summarization", "short", previous="a much longer previous step")
+    assert follows("deep_thinking", "word " * 41) and not follows("deep_thinking", "one two", previous="a b c d")
+    assert follows("self_reflection", "Wait, that was a mistake.") and not follows("self_reflection", "2+2=4")
+
+
+def test_group_advantages_by_hand():
+    adv, zero = group_advantages([[1.0, 0.0, 0.0, 1.0], [0.5, 0.5]], eps=1e-4)
+    # mean 0.5, population std 0.5 → ±0.5 / 0.5001
+    assert adv[0] == pytest.approx([0.5 / 0.5001, -0.5 / 0.5001, -0.5 / 0.5001, 0.5 / 0.5001])
+    assert adv[1] == [0.0, 0.0] and zero == 1
+
+
+def test_clipped_surrogate_by_hand():
+    logp = torch.tensor([math.log(0.5), math.log(0.5)])
+    old = torch.tensor([math.log(0.25), math.log(0.25)])  # ratio 2 for both
+    loss, stats = clipped_surrogate(logp, old, torch.tensor([1.0, -1.0]), clip_eps=0.2)
+    # A=+1: −min(2, 1.2) = −1.2 (clipped); A=−1: −min(−2, −1.2) = 2 (not clipped)
+    assert float(loss) == pytest.approx((-1.2 + 2.0) / 2)
+    assert stats["clip_fraction"] == pytest.approx(0.5) and stats["ratio_mean"] == pytest.approx(2.0)
+
+
+def test_weights_mask_and_kl_by_hand():
+    logp = torch.tensor([math.log(0.5), 0.0, math.log(0.5)])
+    old = logp.clone()
+    adv = torch.tensor([1.0, 5.0, -1.0])
+    loss, _ = clipped_surrogate(logp, old, adv, weights=torch.tensor([0.7, 0.0, 0.3]))
+    assert float(loss) == pytest.approx((-0.7 * 1 + 0.3 * 1) / 2)  # masked action ignored, mean over 2
+    k = kl_k3(torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)]))
+    assert float(k) == pytest.approx(0.5 + math.log(2) - 1)
+    with_kl, stats = clipped_surrogate(logp[:1], old[:1], adv[:1], ref_logp=torch.tensor([math.log(0.25)]),
+                                       kl_coef=0.1)
+    assert float(with_kl) == pytest.approx(-1 + 0.1 * (0.5 + math.log(2) - 1))
+    assert stats["kl"] == pytest.approx(0.5 + math.log(2) - 1)
+
+
+def test_loss_gradient_pushes_toward_positive_advantage():
+    logits = torch.zeros(3, requires_grad=True)
+    logp = torch.log_softmax(logits, -1)
+    loss, _ = clipped_surrogate(logp[[0]], logp[[0]].detach(), torch.tensor([1.0]))
+    loss.backward()
+    assert logits.grad[0] < 0 and logits.grad[1] > 0  # descent raises the advantaged action
