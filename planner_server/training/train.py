@@ -105,8 +105,9 @@ def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str
             **{f"seconds/{k}": v for k, v in seconds.items()}}
 
 
-async def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; returns the last checkpoint folder."""
+async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem] | None = None) -> Path | None:
+    """Run (or resume) training; returns the last checkpoint folder. `reasoner` replaces the HTTP
+    reasoner of `cfg.reasoner.url` (tests script an environment with it)."""
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -131,15 +132,20 @@ async def train(cfg: TrainConfig) -> Path:
         state = load_trainer_state(resume, optimizer)
         start_step, data_position = state["step"], state["data_position"]
         log.info("resumed from %s (step %d)", resume, start_step)
+        metrics_path = run / "metrics.jsonl"
+        if metrics_path.is_file():  # drop rows of steps lost with the kill: they are about to be redone
+            kept = [line for line in metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= start_step]
+            metrics_path.write_text("".join(line + "\n" for line in kept))
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
                            max_batch=cfg.micro_batch, seed=cfg.seed + start_step, version=f"train@{start_step}")
-    problems = cycle(load_data(cfg), start=data_position)
+    problems = cycle(problems_list if problems_list is not None else load_data(cfg), start=data_position)
     episode = EpisodeConfig(model=cfg.reasoner.model or "", max_steps=cfg.episode_max_steps,
                             max_tokens_per_step=cfg.max_tokens_per_step, final_max_tokens=cfg.final_max_tokens,
                             reasoner_temperature=cfg.reasoner.temperature, delimiter=cfg.step_delimiter)
     session = make_session(connect_timeout_s=10, read_timeout_s=300, request_timeout_s=900,
                            max_connections=cfg.concurrency * 2)
-    reasoner = OpenAIReasoner(session, cfg.reasoner.url or "", mode=cfg.reasoner.mode)
+    reasoner = reasoner or OpenAIReasoner(session, cfg.reasoner.url or "", mode=cfg.reasoner.mode)
     orchestrator = Orchestrator(policy, reasoner, catalog)
     policy.batcher.start()
     last = resume

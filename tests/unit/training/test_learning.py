@@ -1,0 +1,46 @@
+"""A learning test: a tiny planner against a scripted environment in which the answer is right only
+if the episode verified before it terminated. With a fixed seed, GRPO raises the mean planner
+reward by a stated margin within a stated number of steps."""
+
+from __future__ import annotations
+
+import json
+from statistics import fmean
+
+from planner_server.training.config import TrainConfig
+from planner_server.training.data import Problem
+from planner_server.training.train import train
+from service.reasoner import StepDone
+
+STEPS = 25
+MARGIN = 0.5
+
+
+class ScriptedReasoner:
+    """The environment: writes "42" only if a verification instruction came before the answer."""
+
+    async def step(self, req):
+        if "Termination" in req.pending:
+            verified = any("Verification" in s.injected for s in req.steps)
+            yield "42}" if verified else "41}"
+        else:
+            yield "some work"
+        yield StepDone(finish_reason="stop", prompt_tokens=10, completion_tokens=2)
+
+    async def list_models(self):
+        return [{"id": "scripted"}]
+
+
+async def test_grpo_learns_to_verify_then_terminate(tiny_model, tmp_path):
+    cfg = TrainConfig(run_dir=tmp_path / "run", planner_model=str(tiny_model), reasoner={"url": "http://unused"},
+                      lora={"enabled": False}, max_steps=STEPS, batch_size=4, group_size=8, lr=3e-3,
+                      episode_max_steps=3, temperature=1.0, save_every=STEPS, seed=0, threads=1, context_tokens=128)
+    problems = [Problem(question=f"Question {i}: what is six times seven?", answer="42", task="synthetic")
+                for i in range(8)]
+    await train(cfg, reasoner=ScriptedReasoner(), problems_list=problems)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["reward/planner_total_mean"] for r in rows]
+    first, last = fmean(rewards[:5]), fmean(rewards[-5:])
+    print(f"mean planner reward: first 5 steps {first:+.3f}, last 5 steps {last:+.3f}")
+    assert last - first >= MARGIN
+    assert rows[-1]["accuracy"] > rows[0]["accuracy"]
