@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from planner_server.backends import PlannerBackend, build_backend
 from planner_server.batcher import MicroBatcher
 from planner_server.metrics import PlannerMetrics
-from planner_server.routes import health, plan
+from planner_server.reload import watch_latest
+from planner_server.routes import admin, health, plan
 from planner_server.settings import PlannerSettings
 from planner_server.state import PlannerState
 from service.catalog import load_catalog
@@ -42,19 +43,23 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
                 state.load_error = f"planner failed to load: {e}"
                 log.exception("planner failed to load")
                 return
-            state.batcher = MicroBatcher(state.backend.label_logits, max_batch=settings.max_batch,
+            state.batcher = MicroBatcher(state.label_logits, max_batch=settings.max_batch,
                                          max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
                                          timeout_s=settings.request_timeout_s, on_batch=on_batch)
             state.batcher.start()
             log.info("planner ready: %s (catalog %s)", state.backend.version, catalog.version)
+            if settings.watch_s:
+                state.watcher = asyncio.create_task(watch_latest(state, settings.watch_s))
 
         state.loading = asyncio.create_task(load())
         try:
             yield
         finally:
-            state.loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await state.loading
+            for task in (state.loading, state.watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             if state.batcher:
                 await state.batcher.stop()
             if state.backend is not None and backend is None:  # an injected backend belongs to the caller
@@ -65,4 +70,5 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
     install_error_handlers(app)
     app.include_router(plan.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     return app

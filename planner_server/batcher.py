@@ -27,6 +27,8 @@ class MicroBatcher(Generic[T, R]):
         self.timeout_s, self.on_batch = timeout_s, on_batch
         self.queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
+        self._running: asyncio.Event = asyncio.Event()  # set while no batch is in flight
+        self._running.set()
 
     @property
     def depth(self) -> int:
@@ -44,6 +46,10 @@ class MicroBatcher(Generic[T, R]):
             _, fut = self.queue.get_nowait()
             if not fut.done():
                 fut.set_exception(NotReady("planner is shutting down"))
+
+    async def wait_idle(self) -> None:
+        """Return once the batch in flight (if any) has finished."""
+        await self._running.wait()
 
     async def submit(self, item: T) -> R:
         if self._task is None or self._task.done():
@@ -77,6 +83,7 @@ class MicroBatcher(Generic[T, R]):
             if not live:
                 continue
             t0 = time.perf_counter()
+            self._running.clear()
             try:
                 results = await self.run_batch([item for item, _ in live])
             except Exception as e:  # one failed forward fails its batch, not the loop
@@ -85,6 +92,8 @@ class MicroBatcher(Generic[T, R]):
                     if not fut.done():
                         fut.set_exception(e)
                 continue
+            finally:
+                self._running.set()
             if self.on_batch:
                 self.on_batch(len(live), time.perf_counter() - t0)
             for (_, fut), res in zip(live, results, strict=True):

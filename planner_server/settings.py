@@ -24,6 +24,8 @@ class PlannerSettings(BaseSettings):
     queue_size: int = Field(256, ge=1, le=100_000)
     request_timeout_s: float = Field(30.0, gt=0)
     catalog_path: Path | None = None
+    admin_token: SecretStr | None = Field(None, description="bearer token of /admin/* (unset = admin disabled)")
+    watch_s: float | None = Field(None, gt=0, description="poll the checkpoint's `latest` pointer every N s")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1.0, description="vllm backend share of GPU memory")
     prompted_url: str | None = Field(None, description="OpenAI-compatible base URL (prompted backend)")
     prompted_model: str | None = None

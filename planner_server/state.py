@@ -25,6 +25,13 @@ class PlannerState:
     batcher: MicroBatcher[PlanItem, list[float]] | None = None
     load_error: str | None = None
     loading: asyncio.Task | None = field(default=None, repr=False)
+    watcher: asyncio.Task | None = field(default=None, repr=False)
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def label_logits(self, items: list[PlanItem]) -> list[list[float]]:
+        """The batcher's forward: reads the current backend at each batch, so a reload swaps cleanly."""
+        assert self.backend is not None
+        return await self.backend.label_logits(items)
 
     def ready_batcher(self) -> MicroBatcher[PlanItem, list[float]]:
         if self.batcher is None or self.backend is None:
