@@ -110,6 +110,7 @@ def up(*, host: str, service_port: int, planner_port: int, reasoner_port: int, r
                    "RSIM_REASONER_MODE": reasoner_mode}
     if reasoner_model:
         service_env["RSIM_REASONER_MODEL"] = reasoner_model
+    service_env.setdefault("RSIM_TRACE_STORE", os.environ.get("RSIM_TRACE_STORE") or str(cache_dir / "traces.db"))
     children.append(Child("service", [sys.executable, "-m", "clients.cli", "serve", "service", "--host", host,
                                       "--port", str(service_port)], service_env,
                           f"http://{host}:{service_port}/ready", logs / "service.log"))

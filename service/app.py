@@ -13,9 +13,10 @@ from service.metrics import ServiceMetrics
 from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner, make_session
-from service.routes import chat, health, solve
+from service.routes import chat, feedback, health, solve
 from service.settings import ServiceSettings
 from service.state import ServiceState
+from service.traces import TraceStore
 from service.web import RequestIdMiddleware, install_error_handlers
 
 log = logging.getLogger("rsim.service")
@@ -34,14 +35,21 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         reasoner = OpenAIReasoner(session, settings.reasoner_url, mode=settings.reasoner_mode, api_key=key,
                                   retries=settings.retries)
         planner = HttpPlanner(session, settings.planner_url, timeout_s=settings.planner_timeout_s)
+        traces = None
+        if settings.traces:
+            traces = TraceStore(settings.trace_store.expanduser())
+            traces.start()
         app.state.rsim = ServiceState(
             settings=settings, catalog=catalog, metrics=ServiceMetrics(), session=session, reasoner=reasoner,
             planner=planner, orchestrator=Orchestrator(planner, reasoner, catalog,
-                                                       on_planner_down=settings.on_planner_down))
+                                                       on_planner_down=settings.on_planner_down),
+            traces=traces)
         try:
             yield
         finally:
             await session.close()
+            if traces is not None:
+                traces.close()
 
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
@@ -49,4 +57,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(solve.router)
     app.include_router(chat.router)
     app.include_router(health.router)
+    app.include_router(feedback.router)
     return app

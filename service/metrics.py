@@ -26,6 +26,8 @@ class ServiceMetrics:
         self.steps_per_request = Histogram("rsim_steps_per_request", "Steps per request",
                                            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), registry=r)
         self.degraded = Counter("rsim_degraded", "Requests answered without the planner", registry=r)
+        self.traces_dropped = Counter("rsim_traces_dropped", "Traces not recorded: the store's queue was full",
+                                      registry=r)
 
     def observe(self, result: SolveResponse) -> None:
         for step in result.steps:

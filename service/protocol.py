@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_QUESTION_CHARS = 100_000
 
@@ -65,6 +65,23 @@ class SolveResponse(BaseModel):
     timings: Timings
     planner_version: str | None
     catalog_version: str
+
+
+class FeedbackRequest(BaseModel):
+    """A label for a finished request: a reward, or whether it was correct (and the right answer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    reward: Annotated[float | None, Field(ge=-100.0, le=100.0)] = None
+    correct: bool | None = None
+    answer: Annotated[str | None, Field(max_length=MAX_QUESTION_CHARS)] = None
+
+    @model_validator(mode="after")
+    def _has_label(self) -> FeedbackRequest:
+        if self.reward is None and self.correct is None:
+            raise ValueError("give a reward or correct")
+        return self
 
 
 class RsimOptions(BaseModel):

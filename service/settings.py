@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
     keepalive_s: float = Field(10.0, gt=0, description="SSE keep-alive comment interval")
     max_connections: int = Field(1024, ge=1)
     catalog_path: Path | None = None
+    traces: bool = Field(True, description="record every finished request's trace (opt-out: false)")
+    trace_store: Path = Field(Path("~/.cache/rsim/traces.db"), description="SQLite file of the trace store")
 
     @field_validator("reasoner_url", "planner_url")
     @classmethod

@@ -18,7 +18,9 @@ from service.metrics import ServiceMetrics
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner
+from service.protocol import SolveResponse
 from service.settings import ServiceSettings
+from service.traces import TraceStore
 
 T = TypeVar("T")
 RSIM_PREFIX = "rsim/"
@@ -37,8 +39,16 @@ class ServiceState:
     reasoner: OpenAIReasoner
     planner: HttpPlanner
     orchestrator: Orchestrator
+    traces: TraceStore | None = None
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
+
+    def finished(self, question: str, result: SolveResponse, endpoint: str) -> None:
+        """Bookkeeping of every successful strategy-injected request: metrics and its trace."""
+        self.metrics.observe(result)
+        self.metrics.requests.labels(endpoint, "200").inc()
+        if self.traces is not None and not self.traces.record(question, result):
+            self.metrics.traces_dropped.inc()
 
     async def refresh_models(self, *, max_age_s: float = 30.0) -> list[str]:
         if self.models and time.monotonic() - self.models_at < max_age_s:

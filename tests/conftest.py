@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from tests.support.procs import REPO, free_port, running, serve_cmd, vllm_cmd, v
 from tests.support.tiny_model import build_tiny_model
 
 TINY_NAME = "tiny-qwen2"
+# every service a test starts records its traces in a throwaway file, never in the user's cache
+os.environ.setdefault("RSIM_TRACE_STORE", os.path.join(tempfile.mkdtemp(prefix="rsim-traces-"), "traces.db"))
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +79,6 @@ def tiny_service(tiny_reasoner: Server, tiny_planner: Server, work_dir: Path) ->
     log = work_dir / "logs" / "service-tiny.log"
     env = {"RSIM_REASONER_URL": tiny_reasoner.url, "RSIM_PLANNER_URL": tiny_planner.url,
            "RSIM_MAX_TOKENS_PER_STEP": "12", "RSIM_FINAL_MAX_TOKENS": "12", "RSIM_MAX_STEPS": "3",
-           "RSIM_KEEPALIVE_S": "0.05"}
+           "RSIM_KEEPALIVE_S": "0.05", "RSIM_TRACE_STORE": str(work_dir / "tiny-service-traces.db")}
     with running(serve_cmd("service", port), ready_url=f"http://127.0.0.1:{port}/ready", log_path=log, env=env):
         yield Server(f"http://127.0.0.1:{port}", port, log)

@@ -76,8 +76,7 @@ async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, mo
                 yield chunk(cid, model, created, {"reasoning_content": event.text})
             elif isinstance(event, Finished):
                 result = event.result
-                state.metrics.observe(result)
-                state.metrics.requests.labels("chat_rsim", "200").inc()
+                state.finished(question, result, "chat_rsim")
                 yield chunk(cid, model, created, {"content": result.answer})
                 extra = {"rsim": result.model_dump(exclude={"text", "answer", "usage", "id", "model"})} \
                     if return_trace else {}
@@ -168,8 +167,7 @@ async def chat_completions(request: Request, state: State) -> Response:
     except RsimError as e:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         raise
-    state.metrics.observe(result)
-    state.metrics.requests.labels("chat_rsim", "200").inc()
+    state.finished(question, result, "chat_rsim")
     return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace))
 
 

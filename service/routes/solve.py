@@ -33,8 +33,7 @@ async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, r
                 yield sse(event.step.model_dump(), "step_end")
             elif isinstance(event, Finished):
                 result = event.result
-                state.metrics.observe(result)
-                state.metrics.requests.labels("solve", "200").inc()
+                state.finished(question, result, "solve")
                 yield sse({"answer": result.answer}, "answer")
                 yield sse(result.usage.model_dump(), "usage")
                 yield sse(result.model_dump(exclude={"steps", "text"}), "done")
@@ -64,6 +63,5 @@ async def solve(req: SolveRequest, request: Request, state: State):
     except RsimError as e:
         state.metrics.requests.labels("solve", str(e.status_code)).inc()
         raise
-    state.metrics.observe(result)
-    state.metrics.requests.labels("solve", "200").inc()
+    state.finished(req.question, result, "solve")
     return result

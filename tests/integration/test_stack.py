@@ -157,3 +157,24 @@ def test_request_id_is_echoed_and_metrics_count(tiny_service):
     metrics = httpx.get(f"{tiny_service.url}/metrics").text
     assert 'rsim_steps_total{strategy="termination"}' in metrics
     assert "rsim_overhead_seconds_bucket" in metrics
+
+
+def test_traces_are_recorded_and_labelled(tiny_service, work_dir):
+    from service.traces import read_labelled
+
+    with Client(tiny_service.url) as client:
+        r = client.solve("What is 6 * 7?", max_steps=2)
+    fb = httpx.post(f"{tiny_service.url}/v1/feedback", json={"request_id": r.id, "correct": True, "answer": "42"},
+                    timeout=10)
+    assert fb.status_code == 200 and fb.json()["status"] == "recorded"
+    unknown = httpx.post(f"{tiny_service.url}/v1/feedback", json={"request_id": "nope", "reward": 1.0}, timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "request_id"
+    empty = httpx.post(f"{tiny_service.url}/v1/feedback", json={"request_id": r.id}, timeout=10)
+    assert empty.status_code == 400
+    rows = {row["request_id"]: row for row in read_labelled(work_dir / "tiny-service-traces.db")}
+    row = rows[r.id]
+    assert row["correct"] == 1 and row["reference_answer"] == "42" and row["question"] == "What is 6 * 7?"
+    assert [s["strategy"] for s in row["steps"]] == [s.strategy for s in r.steps]
+    assert row["catalog_version"] == r.catalog_version and row["answer"] == r.answer
+    chosen = [s for s in row["steps"] if not s["forced"]]
+    assert all(abs(sum(s["probabilities"].values()) - 1) < 1e-6 for s in chosen)

@@ -1,0 +1,21 @@
+"""`POST /v1/feedback`: attach a label (reward or correct, and the right answer) to a recorded trace."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.errors import NotFound
+from service.protocol import FeedbackRequest
+from service.state import State
+
+router = APIRouter()
+
+
+@router.post("/v1/feedback")
+async def feedback(req: FeedbackRequest, state: State) -> dict:
+    if state.traces is None:
+        raise NotFound("the trace store is disabled (RSIM_TRACES=false)")
+    found = await state.traces.label(req.request_id, reward=req.reward, correct=req.correct, answer=req.answer)
+    if not found:
+        raise NotFound(f"no recorded trace has request id '{req.request_id}'", param="request_id")
+    return {"status": "recorded", "request_id": req.request_id}
