@@ -27,6 +27,8 @@ class DataConfig(BaseModel):
     synthetic_seed: int = 0
     synthetic_steps: tuple[int, int] = (2, 4)
     synthetic_size: int = Field(2000, ge=1)
+    traces: Path | None = Field(None, description="train from the labelled traces of this trace store "
+                                                  "(continual learning; no reasoner needed)")
 
 
 class LoraConfig(BaseModel):
@@ -82,7 +84,7 @@ class TrainConfig(BaseModel):
     def _reasoner_given(self) -> TrainConfig:
         if self.planner_model.startswith("~"):
             self.planner_model = str(Path(self.planner_model).expanduser())
-        if self.mode == "planner" and not self.reasoner.url:
+        if self.mode == "planner" and not self.reasoner.url and self.data.traces is None:
             raise ValueError("planner-only mode needs reasoner.url (an OpenAI-compatible endpoint)")
         if self.mode == "joint" and not self.reasoner.local_model:
             raise ValueError("joint mode needs reasoner.local_model (a local HF reasoner to train)")

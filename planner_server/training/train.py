@@ -22,6 +22,7 @@ from planner_server.decision import entropy
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle, load_problems
+from planner_server.training.from_traces import batch_decisions, load_trace_batches, sample
 from planner_server.training.grpo import clipped_surrogate, group_advantages
 from planner_server.training.policy import PolicyPlanner, Recorded
 from planner_server.training.rollout import Group, rollout_groups
@@ -105,6 +106,65 @@ def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str
             **{f"seconds/{k}": v for k, v in seconds.items()}}
 
 
+def setup(cfg: TrainConfig):
+    """Model, optimizer and, when the run folder has a checkpoint, everything to resume from it:
+    weights, optimizer, RNG and data position (a kill loses at most the step in progress)."""
+    model, tokenizer = build_policy(cfg)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    start_step, data_position = 0, 0
+    resume = latest_checkpoint(cfg.run_dir)
+    if resume is not None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        if cfg.lora.enabled:
+            set_peft_model_state_dict(model, load_file(resume / "adapter_model.safetensors"))
+        else:
+            model.load_state_dict(load_file(resume / "model.safetensors"), strict=False)
+        state = load_trainer_state(resume, optimizer)
+        start_step, data_position = state["step"], state["data_position"]
+        log.info("resumed from %s (step %d)", resume, start_step)
+        metrics_path = cfg.run_dir / "metrics.jsonl"
+        if metrics_path.is_file():  # drop rows of steps lost with the kill: they are about to be redone
+            kept = [line for line in metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= start_step]
+            metrics_path.write_text("".join(line + "\n" for line in kept))
+    return model, tokenizer, optimizer, resume, start_step, data_position
+
+
+def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, start_step: int, catalog):
+    """Continual learning: off-policy GRPO steps on labelled traces of the trace store."""
+    traces, other_catalog = load_trace_batches(cfg.data.traces, catalog)
+    if not traces:
+        raise ValueError(f"no labelled traces of catalog {catalog.version} in {cfg.data.traces} "
+                         f"({other_catalog} of other catalogs skipped)")
+    policy = PolicyPlanner(model, tokenizer, catalog, temperature=1.0, context_tokens=cfg.context_tokens,
+                           version=f"traces@{start_step}")  # served distributions are recorded at T = 1
+    rng = random.Random(cfg.seed + start_step)
+    last = resume
+    with (cfg.run_dir / "metrics.jsonl").open("a") as metrics_file:
+        for step in tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps,
+                         desc="train (traces)", dynamic_ncols=True):
+            t0 = time.perf_counter()
+            decisions, rstats = batch_decisions(sample(traces, cfg.batch_size * cfg.group_size, rng), policy,
+                                                catalog)
+            model.train()
+            update = grpo_update(policy, optimizer, decisions, cfg)
+            row = {"step": step + 1, "source": "traces", "traces": len(traces), "other_catalog": other_catalog,
+                   "decisions": len(decisions), **{f"reward/{k}": v for k, v in rstats.items()},
+                   "reward/planner_total_mean": rstats["reward_mean"], "accuracy": 0.0, "entropy": 0.0,
+                   **update, "seconds/update": time.perf_counter() - t0}
+            metrics_file.write(json.dumps(row) + "\n")
+            metrics_file.flush()
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:
+                last = save_checkpoint(cfg.run_dir, step=step + 1, model=model, tokenizer=tokenizer,
+                                       optimizer=optimizer, data_position=0, base_model=cfg.planner_model,
+                                       catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
+                                       metrics=row)
+    return last
+
+
 async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem] | None = None) -> Path | None:
     """Run (or resume) training; returns the last checkpoint folder. `reasoner` replaces the HTTP
     reasoner of `cfg.reasoner.url` (tests script an environment with it)."""
@@ -116,27 +176,9 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     run = cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(cfg.model_dump_json(indent=2))
-    model, tokenizer = build_policy(cfg)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
-    start_step, data_position = 0, 0
-    resume = latest_checkpoint(run)
-    if resume is not None:  # model weights, optimizer, RNG and data position: lose at most one step
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        if cfg.lora.enabled:
-            set_peft_model_state_dict(model, load_file(resume / "adapter_model.safetensors"))
-        else:
-            model.load_state_dict(load_file(resume / "model.safetensors"), strict=False)
-        state = load_trainer_state(resume, optimizer)
-        start_step, data_position = state["step"], state["data_position"]
-        log.info("resumed from %s (step %d)", resume, start_step)
-        metrics_path = run / "metrics.jsonl"
-        if metrics_path.is_file():  # drop rows of steps lost with the kill: they are about to be redone
-            kept = [line for line in metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= start_step]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
+    model, tokenizer, optimizer, resume, start_step, data_position = setup(cfg)
+    if cfg.data.traces is not None:
+        return train_from_traces(cfg, model, tokenizer, optimizer, resume, start_step, catalog)
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
                            max_batch=cfg.micro_batch, seed=cfg.seed + start_step, version=f"train@{start_step}")
     problems = cycle(problems_list if problems_list is not None else load_data(cfg), start=data_position)

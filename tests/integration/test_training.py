@@ -65,3 +65,29 @@ def test_train_kill_resume_and_serve(tiny_model, tiny_reasoner, work_dir):
     plots = subprocess.run([sys.executable, "-m", "clients.cli", "train", "plot", str(run)], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert plots.returncode == 0 and (run / "plots" / "training_curves.png").stat().st_size > 10_000
+
+
+def test_continual_learning_from_served_traces(tiny_model, tiny_service, work_dir):
+    """Traces served by the real stack, labelled through /v1/feedback, train the planner. The planner
+    under training starts as the served one, so its first importance weights are 1: the prompts of
+    the decisions are rebuilt exactly as the server built them."""
+    from clients import Client
+
+    with Client(tiny_service.url) as client:
+        ids = [client.solve(f"What is {i} + {i}?", max_steps=3).id for i in range(6)]
+    for n, rid in enumerate(ids):
+        r = httpx.post(f"{tiny_service.url}/v1/feedback", json={"request_id": rid, "correct": n % 2 == 0},
+                       timeout=10)
+        assert r.status_code == 200
+    run = work_dir / "traces-run"
+    cmd = [sys.executable, "-m", "clients.cli", "train", f"--planner_model={tiny_model}",
+           f"--data.traces={work_dir / 'tiny-service-traces.db'}", f"--run_dir={run}", "--max_steps=2",
+           "--batch_size=2", "--group_size=3", "--threads=1", "--lora.target_modules=[q_proj,v_proj]",
+           "--context_tokens=1024"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows[0]["source"] == "traces"
+    assert rows[0]["decisions"] > 0 and rows[0]["traces"] >= 6
+    assert rows[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert (run / "checkpoints" / "step-000002" / "adapter_model.safetensors").is_file()
