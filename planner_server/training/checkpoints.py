@@ -23,7 +23,8 @@ def checkpoints_dir(run_dir: Path) -> Path:
 
 def save_checkpoint(run_dir: Path, *, step: int, model, tokenizer, optimizer, data_position: int,
                     base_model: str, catalog_version: str, config: dict[str, Any], metrics: dict[str, Any],
-                    keep: int = 3) -> Path:
+                    keep: int = 3, extra: dict[str, Any] | None = None) -> Path:
+    """`extra`: more models saved in sub-folders (joint mode's reasoner under `reasoner/`)."""
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
@@ -32,6 +33,8 @@ def save_checkpoint(run_dir: Path, *, step: int, model, tokenizer, optimizer, da
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    for sub, other in (extra or {}).items():
+        other.save_pretrained(tmp / sub)
     manifest = {"step": step, "base_model": base_model, "catalog_version": catalog_version, "config": config,
                 "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))

@@ -55,3 +55,20 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
                  "kl": float(kl[mask].mean()) if mask.any() else 0.0,
                  "ratio_mean": float(ratio[mask].mean()) if mask.any() else 1.0}
     return loss, stats
+
+
+def joint_surrogate(planner_logp: torch.Tensor, planner_old: torch.Tensor, planner_adv: torch.Tensor,
+                    reasoner_logp: torch.Tensor, reasoner_old: torch.Tensor, reasoner_adv: torch.Tensor, *,
+                    lam: float, clip_eps: float = 0.2) -> tuple[torch.Tensor, dict[str, float]]:
+    """The paper's joint objective, token-averaged over the interleaved sequence:
+    λ·(planner PPO-clip terms) + (1 − λ)·(reasoner PPO-clip terms), one term per planner decision and
+    per generated reasoner token (injected tokens are never reasoner actions: the caller passes
+    generated tokens only)."""
+    logp = torch.cat([planner_logp, reasoner_logp])
+    old = torch.cat([planner_old, reasoner_old])
+    adv = torch.cat([planner_adv, reasoner_adv])
+    weights = torch.cat([torch.full_like(planner_logp, lam), torch.full_like(reasoner_logp, 1 - lam)])
+    loss, stats = clipped_surrogate(logp, old, adv, clip_eps=clip_eps, weights=weights)
+    # clipped_surrogate averages over the non-zero weights; the objective averages over every action
+    loss = loss * (weights != 0).sum().clamp(min=1) / max(1, len(logp))
+    return loss, {**stats, "planner_actions": float(len(planner_logp)), "reasoner_tokens": float(len(reasoner_logp))}

@@ -23,7 +23,8 @@ from planner_server.training.checkpoints import latest_checkpoint, load_trainer_
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle, load_problems
 from planner_server.training.from_traces import batch_decisions, load_trace_batches, sample
-from planner_server.training.grpo import clipped_surrogate, group_advantages
+from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate
+from planner_server.training.local_reasoner import LocalReasoner
 from planner_server.training.policy import PolicyPlanner, Recorded
 from planner_server.training.rollout import Group, rollout_groups
 from planner_server.training.synthetic import synthetic_problems
@@ -34,13 +35,14 @@ from service.reasoner import OpenAIReasoner, make_session
 log = logging.getLogger("rsim.train")
 
 
-def build_policy(cfg: TrainConfig):
+def build_policy(cfg: TrainConfig, name_or_path: str | None = None):
+    """The trainable model (LoRA-wrapped unless `lora.enabled` is false): the planner by default."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(cfg.planner_model)
-    model = AutoModelForCausalLM.from_pretrained(cfg.planner_model, dtype=dtype).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path or cfg.planner_model)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path or cfg.planner_model, dtype=dtype).to(device)
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model
 
@@ -84,6 +86,39 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
     return {**out, "grad_norm": grad_norm}
 
 
+def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups: list[Group], lam: float,
+                 cfg: TrainConfig) -> dict[str, float]:
+    """One step of the joint objective: λ·planner + (1 − λ)·reasoner, token-averaged over the batch;
+    planner and reasoner advantages are normalised within each group from their own rewards."""
+    usable = [g for g in groups if len(g.rollouts) >= 2]
+    p_adv, _ = group_advantages([[r.planner.total for r in g.rollouts] for g in usable])
+    r_adv, _ = group_advantages([[r.reasoner.total for r in g.rollouts] for g in usable])
+    items = [(r, pa, ra, local.take(r.result.id)) for g, pas, ras in zip(usable, p_adv, r_adv, strict=True)
+             for r, pa, ra in zip(g.rollouts, pas, ras, strict=True)]
+    items = [it for it in items if it[3] is not None]
+    total = sum(len(r.decisions) + sum(ep.mask) for r, _, _, ep in items)
+    if total == 0:
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0, "lambda": lam}
+    optimizer.zero_grad(set_to_none=True)
+    losses, stats = [], []
+    for r, pa, ra, ep in items:  # one rollout per backward pass bounds the memory
+        n = len(r.decisions) + sum(ep.mask)
+        p_logp = policy.logp(r.decisions).cpu() if r.decisions else torch.zeros(0)
+        r_logp = local.token_logp([ep])[0].cpu()
+        loss, s = joint_surrogate(p_logp, torch.tensor([d.logp for d in r.decisions]), torch.full_like(p_logp, pa),
+                                  r_logp, torch.tensor(ep.logp), torch.full_like(r_logp, ra), lam=lam,
+                                  clip_eps=cfg.clip_eps)
+        (loss * n / total).backward()
+        losses.append(float(loss.detach()) * n / total)
+        stats.append(s)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    optimizer.step()
+    return {"loss": sum(losses), "clip_fraction": fmean(s["clip_fraction"] for s in stats),
+            "kl": 0.0, "ratio_mean": fmean(s["ratio_mean"] for s in stats), "grad_norm": grad_norm, "lambda": lam,
+            "reasoner_tokens": float(sum(sum(ep.mask) for *_, ep in items))}
+
+
 def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str, float],
                  seconds: dict[str, float]) -> dict[str, Any]:
     rollouts = [r for g in groups for r in g.rollouts]
@@ -107,21 +142,31 @@ def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str
 
 
 def setup(cfg: TrainConfig):
-    """Model, optimizer and, when the run folder has a checkpoint, everything to resume from it:
-    weights, optimizer, RNG and data position (a kill loses at most the step in progress)."""
+    """Models, optimizer and, when the run folder has a checkpoint, everything to resume from it:
+    weights, optimizer, RNG and data position (a kill loses at most the step in progress). In joint
+    mode a local reasoner is trained too; its weights live in the checkpoint's `reasoner/` folder."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
     model, tokenizer = build_policy(cfg)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
+    local = None
+    if cfg.mode == "joint":
+        r_model, r_tok = build_policy(cfg, cfg.reasoner.local_model)
+        optimizer.add_param_group({"params": [p for p in r_model.parameters() if p.requires_grad]})
+        local = LocalReasoner(r_model, r_tok, temperature=cfg.reasoner.temperature,
+                              name=Path(cfg.reasoner.local_model or "local").name)
     start_step, data_position = 0, 0
     resume = latest_checkpoint(cfg.run_dir)
     if resume is not None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        if cfg.lora.enabled:
-            set_peft_model_state_dict(model, load_file(resume / "adapter_model.safetensors"))
-        else:
-            model.load_state_dict(load_file(resume / "model.safetensors"), strict=False)
+        for m, folder in ((model, resume), (local.model if local else None, resume / "reasoner")):
+            if m is None:
+                continue
+            if cfg.lora.enabled:
+                set_peft_model_state_dict(m, load_file(folder / "adapter_model.safetensors"))
+            else:
+                m.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
         state = load_trainer_state(resume, optimizer)
         start_step, data_position = state["step"], state["data_position"]
         log.info("resumed from %s (step %d)", resume, start_step)
@@ -130,7 +175,7 @@ def setup(cfg: TrainConfig):
             kept = [line for line in metrics_path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= start_step]
             metrics_path.write_text("".join(line + "\n" for line in kept))
-    return model, tokenizer, optimizer, resume, start_step, data_position
+    return model, tokenizer, optimizer, local, resume, start_step, data_position
 
 
 def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, start_step: int, catalog):
@@ -176,7 +221,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     run = cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(cfg.model_dump_json(indent=2))
-    model, tokenizer, optimizer, resume, start_step, data_position = setup(cfg)
+    model, tokenizer, optimizer, local, resume, start_step, data_position = setup(cfg)
+    reasoner = local or reasoner
     if cfg.data.traces is not None:
         return train_from_traces(cfg, model, tokenizer, optimizer, resume, start_step, catalog)
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
@@ -210,7 +256,14 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
             decisions = [(d, a) for g, adv in zip(usable, advantages, strict=True)
                          for r, a in zip(g.rollouts, adv, strict=True) if a != 0 for d in r.decisions]
             model.train()
-            update = await asyncio.to_thread(grpo_update, policy, optimizer, decisions, cfg)
+            if local is not None:
+                lam = cfg.joint_lambda_stage1 if step < cfg.joint_switch_step else cfg.joint_lambda_stage2
+                local.model.train()
+                update = await asyncio.to_thread(joint_update, policy, local, optimizer, groups, lam, cfg)
+                local.model.eval()
+                local.episodes.clear()  # episodes of failed or unusable rollouts
+            else:
+                update = await asyncio.to_thread(grpo_update, policy, optimizer, decisions, cfg)
             t2 = time.perf_counter()
             policy.version = f"train@{step + 1}"
             row = step_metrics(step + 1, groups, zero_var, update, {"rollout": t1 - t0, "update": t2 - t1})
@@ -222,7 +275,7 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
                 last = save_checkpoint(run, step=step + 1, model=model, tokenizer=tokenizer, optimizer=optimizer,
                                        data_position=data_position, base_model=cfg.planner_model,
                                        catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
-                                       metrics=row)
+                                       metrics=row, extra={"reasoner": local.model} if local else None)
     finally:
         metrics_file.close()
         await policy.batcher.stop()

@@ -1,0 +1,83 @@
+"""Joint mode: the λ-weighted token-averaged objective by hand, the reasoner's action mask (injected
+tokens are never reasoner actions), and a joint step in which λ decides which model moves."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from planner_server.training.config import TrainConfig
+from planner_server.training.data import Problem
+from planner_server.training.grpo import joint_surrogate
+from planner_server.training.local_reasoner import LocalReasoner
+from planner_server.training.policy import PolicyPlanner
+from planner_server.training.train import build_policy, train
+from service.catalog import load_catalog
+from service.orchestrator import EpisodeConfig, Orchestrator
+
+
+def test_joint_surrogate_by_hand():
+    half = math.log(0.5)
+    loss, stats = joint_surrogate(torch.tensor([half]), torch.tensor([half]), torch.tensor([1.0]),
+                                  torch.tensor([half, half]), torch.tensor([half, half]), torch.tensor([-1.0, -1.0]),
+                                  lam=0.7)
+    # ratios are 1: planner term −A = −1, reasoner terms −A = +1; (0.7·(−1) + 0.3·1 + 0.3·1) / 3 actions
+    assert float(loss) == pytest.approx((-0.7 + 0.3 + 0.3) / 3)
+    assert stats["planner_actions"] == 1 and stats["reasoner_tokens"] == 2
+    only_planner, _ = joint_surrogate(torch.tensor([half]), torch.tensor([half]), torch.tensor([1.0]),
+                                      torch.tensor([half]), torch.tensor([half]), torch.tensor([-1.0]), lam=1.0)
+    assert float(only_planner) == pytest.approx(-1 / 2)
+
+
+async def test_injected_tokens_are_masked_out(tiny_model, tmp_path):
+    cfg = TrainConfig(run_dir=tmp_path, planner_model=str(tiny_model), mode="joint",
+                      reasoner={"local_model": str(tiny_model)}, lora={"enabled": False})
+    p_model, p_tok = build_policy(cfg)
+    r_model, r_tok = build_policy(cfg, str(tiny_model))
+    catalog = load_catalog()
+    policy = PolicyPlanner(p_model, p_tok, catalog)
+    local = LocalReasoner(r_model, r_tok, temperature=1.0)
+    policy.batcher.start()
+    try:
+        result = await Orchestrator(policy, local, catalog).solve(
+            "What is 2 + 3?", EpisodeConfig(model="local", max_steps=3, max_tokens_per_step=5, final_max_tokens=5),
+            request_id="r1")
+    finally:
+        await policy.batcher.stop()
+    ep = local.take("r1")
+    generated = r_tok.decode([t for t, m in zip(ep.ids, ep.mask, strict=True) if m])
+    context = r_tok.decode([t for t, m in zip(ep.ids, ep.mask, strict=True) if not m])
+    assert len(ep.logp) == sum(ep.mask) == result.usage.completion_tokens > 0
+    for step in result.steps:
+        assert step.injected in context and step.injected not in generated
+        assert step.text in generated
+    assert "Question: What is 2 + 3?" in context
+    with torch.no_grad():
+        again = local.token_logp([ep])[0]
+    assert again.tolist() == pytest.approx(ep.logp, abs=1e-4)  # teacher forcing reproduces the sampling
+
+
+class NoReasoner:  # joint mode never calls an HTTP reasoner
+    pass
+
+
+@pytest.mark.parametrize(("lam", "moves"), [(1.0, "planner"), (0.0, "reasoner")])
+async def test_lambda_decides_which_model_learns(tiny_model, tmp_path, lam, moves):
+    cfg = TrainConfig(run_dir=tmp_path / "run", planner_model=str(tiny_model), mode="joint",
+                      reasoner={"local_model": str(tiny_model), "temperature": 1.0},
+                      lora={"target_modules": ["q_proj", "v_proj"]}, max_steps=1, batch_size=2, group_size=6,
+                      episode_max_steps=3, max_tokens_per_step=4, final_max_tokens=4, lr=1e-2,
+                      joint_lambda_stage1=lam, joint_switch_step=10, save_every=1, threads=1, seed=1)
+    problems = [Problem(question=f"What is {i} + 1?", answer=str(i + 1), task="synthetic") for i in range(2)]
+    last = await train(cfg, reasoner=NoReasoner(), problems_list=problems)
+    planner = load_file(last / "adapter_model.safetensors")
+    reasoner = load_file(last / "reasoner" / "adapter_model.safetensors")
+
+    def moved(weights):
+        return any(float(v.abs().sum()) > 0 for k, v in weights.items() if "lora_B" in k)
+
+    assert moved(planner) == (moves == "planner")
+    assert moved(reasoner) == (moves == "reasoner")
