@@ -110,7 +110,46 @@ def cmd_strategies(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_eval(extra: list[str]) -> int:
+    import asyncio
+
+    from planner_server.training.evaluate import evaluate
+    from planner_server.training.synthetic import synthetic_problems
+
+    p = argparse.ArgumentParser(prog="rsim train eval", description="held-out comparison of planners on the "
+                                "synthetic task: zerocot, base (untrained planner), trained (a checkpoint)")
+    p.add_argument("--reasoner-url", required=True)
+    p.add_argument("--reasoner-model", required=True)
+    p.add_argument("--planner-model", required=True, help="base planner (HF folder or id)")
+    p.add_argument("--checkpoint", help="trained planner checkpoint (folder or run's checkpoints/)")
+    p.add_argument("--methods", default="zerocot,base,trained")
+    p.add_argument("--n", type=int, default=50)
+    p.add_argument("--seed", type=int, default=20261124, help="held out: differs from the training seed")
+    p.add_argument("--steps", default="1,2", help="synthetic problem steps (min,max)")
+    p.add_argument("--episode-max-steps", type=int, default=4)
+    p.add_argument("--max-tokens-per-step", type=int, default=40)
+    p.add_argument("--final-max-tokens", type=int, default=16)
+    p.add_argument("--out", type=Path, help="folder for per-item records and summary.json")
+    a = p.parse_args(extra)
+    lo, hi = (int(x) for x in a.steps.split(","))
+    problems = synthetic_problems(a.n, seed=a.seed, steps=(lo, hi))
+    summaries = []
+    for method in a.methods.split(","):
+        s = asyncio.run(evaluate(method, problems, reasoner_url=a.reasoner_url, reasoner_model=a.reasoner_model,
+                                 planner_model=a.planner_model, checkpoint=a.checkpoint if method == "trained" else None,
+                                 episode_max_steps=a.episode_max_steps, max_tokens_per_step=a.max_tokens_per_step,
+                                 final_max_tokens=a.final_max_tokens,
+                                 out=a.out / f"{method}.jsonl" if a.out else None))
+        summaries.append(s)
+        out.print(json.dumps({k: v for k, v in s.items() if k != "strategy_counts"}))
+    if a.out:
+        (a.out / "summary.json").write_text(json.dumps(summaries, indent=2))
+    return 0
+
+
 def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
+    if a.config == "eval":
+        return cmd_train_eval(extra)
     if a.config == "plot":
         from planner_server.training.plot import plot_run
 

@@ -16,3 +16,12 @@ def test_http_client_benchmark_short_mode(tmp_path, capsys):
         for r in per.values():
             assert r["requests"] > 0 and r["errors"] == 0 and r["p50_ms"] >= 50  # the simulator's 50 ms
     assert out.is_file() and "req/s vs httpx" in capsys.readouterr().out
+
+
+def test_planner_step_benchmark_short_mode(tiny_model, capsys):
+    from loadtests import bench_planner_step
+
+    results = bench_planner_step.main(["--model", str(tiny_model), "--batch", "2", "--seq", "32", "--threads", "1"])
+    assert [r["variant"] for r in results] == ["label_head", "full_vocab"]
+    assert all(r["peak_rss_mb"] > 0 and r["seconds"] > 0 for r in results)
+    assert "memory vs full" in capsys.readouterr().out

@@ -91,3 +91,19 @@ def test_continual_learning_from_served_traces(tiny_model, tiny_service, work_di
     assert rows[0]["decisions"] > 0 and rows[0]["traces"] >= 6
     assert rows[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
     assert (run / "checkpoints" / "step-000002" / "adapter_model.safetensors").is_file()
+
+
+def test_train_eval_compares_methods_on_held_out_problems(tiny_model, tiny_reasoner, work_dir):
+    out = work_dir / "train-eval"
+    r = subprocess.run([sys.executable, "-m", "clients.cli", "train", "eval", "--reasoner-url", tiny_reasoner.url,
+                        "--reasoner-model", "tiny-qwen2", "--planner-model", str(tiny_model), "--methods",
+                        "zerocot,base", "--n", "3", "--max-tokens-per-step", "4", "--final-max-tokens", "4",
+                        "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["method"] for s in summary] == ["zerocot", "base"] and all(s["n"] == 3 for s in summary)
+    base = [json.loads(line) for line in (out / "base.jsonl").read_text().splitlines()]
+    assert summary[1]["accuracy"] == sum(x["correct"] for x in base) / 3
+    assert all(x["strategies"][-1] == "termination" for x in base)
+    zero = [json.loads(line) for line in (out / "zerocot.jsonl").read_text().splitlines()]
+    assert all(x["strategies"] == [] and x["tokens"] > 0 for x in zero)

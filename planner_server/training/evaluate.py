@@ -1,0 +1,110 @@
+"""`rsim train eval`: held-out comparison of planners on the serving loop — a planner checkpoint, the
+untrained base planner, and zero-shot chain of thought (no planner, no strategies) — against the same
+reasoner, on the same problems. A small precursor of the evaluation harness, for training runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from planner_server.backends import build_backend
+from planner_server.decision import decide
+from planner_server.protocol import PlanRequest, PlanResponse
+from planner_server.settings import PlannerSettings
+from planner_server.training.data import Problem
+from planner_server.training.rewards import planner_reward
+from planner_server.training.scoring import is_correct
+from service.answer import extract_answer
+from service.catalog import TERMINATION, Catalog, load_catalog
+from service.injection import WrittenStep, chain_of_thought, injection_text
+from service.orchestrator import EpisodeConfig, Orchestrator
+from service.reasoner import OpenAIReasoner, StepDone, StepRequest, make_session
+
+ZERO_SHOT = "Let's think step by step."
+
+
+class BackendPlanner:
+    """A serving backend used in-process as the orchestrator's planner (argmax decisions)."""
+
+    def __init__(self, backend, catalog: Catalog):
+        self.backend, self.catalog = backend, catalog
+
+    async def plan(self, req: PlanRequest, *, request_id: str | None = None) -> PlanResponse:
+        from planner_server.backends import PlanItem
+
+        logits = (await self.backend.label_logits([PlanItem(req.question, req.steps)]))[0]
+        d = decide(logits, temperature=req.temperature, forbidden=[self.catalog.index(s) for s in req.forbid])
+        return PlanResponse(strategy=self.catalog.ids[d.index],
+                            probabilities=dict(zip(self.catalog.ids, d.probabilities, strict=True)),
+                            entropy=d.entropy, planner_version=self.backend.version,
+                            catalog_version=self.catalog.version, latency_ms=0.0)
+
+
+async def zero_shot(reasoner: OpenAIReasoner, problem: Problem, cfg: EpisodeConfig, catalog: Catalog) -> dict:
+    """Plain chain of thought with the whole step budget, then the same final-answer instruction."""
+    written: list[WrittenStep] = []
+    tokens = 0
+    for pending, budget in ((ZERO_SHOT, cfg.max_tokens_per_step * (cfg.max_steps - 1)),
+                            (injection_text(catalog.get(TERMINATION), 1), cfg.final_max_tokens)):
+        text = ""
+        async for chunk in reasoner.step(StepRequest(model=cfg.model, question=problem.question, steps=written,
+                                                     pending=pending, max_tokens=budget, stop=None,
+                                                     temperature=cfg.reasoner_temperature)):
+            if isinstance(chunk, StepDone):
+                tokens += chunk.completion_tokens
+            else:
+                text += chunk
+        written.append(WrittenStep(pending, text))
+    answer = extract_answer(chain_of_thought(written, cfg.delimiter), written[-1].text)
+    return {"correct": is_correct(answer, problem), "answer": answer, "strategies": [], "tokens": tokens,
+            "chose_termination": None}
+
+
+async def evaluate(method: str, problems: list[Problem], *, reasoner_url: str, reasoner_model: str,
+                   planner_model: str | None = None, checkpoint: str | None = None, episode_max_steps: int = 4,
+                   max_tokens_per_step: int = 40, final_max_tokens: int = 16, concurrency: int = 8,
+                   out: Path | None = None) -> dict[str, Any]:
+    catalog = load_catalog()
+    cfg = EpisodeConfig(model=reasoner_model, max_steps=episode_max_steps, max_tokens_per_step=max_tokens_per_step,
+                        final_max_tokens=final_max_tokens, reasoner_temperature=0.0)
+    session = make_session(connect_timeout_s=10, read_timeout_s=300, request_timeout_s=900, max_connections=64)
+    reasoner = OpenAIReasoner(session, reasoner_url)
+    orchestrator = None
+    if method != "zerocot":
+        settings = PlannerSettings(model=planner_model, checkpoint=checkpoint, threads=1)
+        backend = await asyncio.to_thread(build_backend, settings, catalog)
+        orchestrator = Orchestrator(BackendPlanner(backend, catalog), reasoner, catalog)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, p: Problem) -> dict:
+        async with gate:
+            if orchestrator is None:
+                rec = await zero_shot(reasoner, p, cfg, catalog)
+            else:
+                r = await orchestrator.solve(p.question, cfg, request_id=f"eval-{method}-{i}")
+                strategies = [s.strategy for s in r.steps]
+                rec = {"correct": is_correct(r.answer, p), "answer": r.answer, "strategies": strategies,
+                       "tokens": r.usage.completion_tokens, "chose_termination": r.finish_reason == "termination"}
+                rec["planner_reward"] = planner_reward(strategies, correct=rec["correct"],
+                                                       chose_termination=rec["chose_termination"]).total
+        return {"i": i, "question": p.question, "truth": p.answer, **rec}
+
+    try:
+        records = await asyncio.gather(*(one(i, p) for i, p in enumerate(problems)))
+    finally:
+        await session.close()
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    planned = [r for r in records if r["chose_termination"] is not None]
+    return {"method": method, "n": len(records), "accuracy": fmean(r["correct"] for r in records),
+            "tokens_mean": fmean(r["tokens"] for r in records),
+            "chose_termination": fmean(r["chose_termination"] for r in planned) if planned else None,
+            "planner_reward": fmean(r["planner_reward"] for r in planned) if planned else None,
+            "steps_mean": fmean(len(r["strategies"]) for r in planned) if planned else None,
+            "distinct_strategies": fmean(len(set(r["strategies"])) for r in planned) if planned else None,
+            "strategy_counts": dict(Counter(s for r in records for s in r["strategies"]))}
