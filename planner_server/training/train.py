@@ -22,6 +22,7 @@ from planner_server.decision import entropy
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle, load_problems
+from planner_server.training.distributed import Dist, params_digest
 from planner_server.training.from_traces import batch_decisions, load_trace_batches, sample
 from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate
 from planner_server.training.local_reasoner import LocalReasoner
@@ -35,11 +36,11 @@ from service.reasoner import OpenAIReasoner, make_session
 log = logging.getLogger("rsim.train")
 
 
-def build_policy(cfg: TrainConfig, name_or_path: str | None = None):
+def build_policy(cfg: TrainConfig, name_or_path: str | None = None, device: str | None = None):
     """The trainable model (LoRA-wrapped unless `lora.enabled` is false): the planner by default."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or (cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(name_or_path or cfg.planner_model)
     model = AutoModelForCausalLM.from_pretrained(name_or_path or cfg.planner_model, dtype=dtype).to(device)
@@ -57,10 +58,11 @@ def load_data(cfg: TrainConfig) -> list[Problem]:
     return synthetic_problems(cfg.data.synthetic_size, seed=cfg.data.synthetic_seed, steps=cfg.data.synthetic_steps)
 
 
-def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded, float]], cfg: TrainConfig
-                ) -> dict[str, float]:
-    """PPO-clip epochs over every decision of the batch, token-averaged, micro-batched."""
-    if not decisions:
+def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded, float]], cfg: TrainConfig,
+                dist: Dist = Dist()) -> dict[str, float]:
+    """PPO-clip epochs over every decision of the batch, token-averaged, micro-batched. With several
+    ranks every rank takes part in each epoch's gradient average, even with no decision of its own."""
+    if not decisions and dist.world == 1:
         return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0}
     stats: list[dict[str, float]] = []
     params = [p for p in policy.model.parameters() if p.requires_grad]
@@ -80,14 +82,16 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
             loss, s = clipped_surrogate(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref, kl_coef=cfg.kl_coef)
             (loss * len(chunk) / len(decisions)).backward()
             stats.append({"loss": float(loss.detach()), **s})
+        dist.average_gradients(params)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
         optimizer.step()
-    out = {k: fmean(s[k] for s in stats) for k in stats[0]}
+    out = {k: fmean(s[k] for s in stats) for k in stats[0]} if stats else \
+        {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "ratio_mean": 1.0}
     return {**out, "grad_norm": grad_norm}
 
 
 def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups: list[Group], lam: float,
-                 cfg: TrainConfig) -> dict[str, float]:
+                 cfg: TrainConfig, dist: Dist = Dist()) -> dict[str, float]:
     """One step of the joint objective: λ·planner + (1 − λ)·reasoner, token-averaged over the batch;
     planner and reasoner advantages are normalised within each group from their own rewards."""
     usable = [g for g in groups if len(g.rollouts) >= 2]
@@ -97,7 +101,7 @@ def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups:
              for r, pa, ra in zip(g.rollouts, pas, ras, strict=True)]
     items = [it for it in items if it[3] is not None]
     total = sum(len(r.decisions) + sum(ep.mask) for r, _, _, ep in items)
-    if total == 0:
+    if total == 0 and dist.world == 1:
         return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0, "lambda": lam}
     optimizer.zero_grad(set_to_none=True)
     losses, stats = [], []
@@ -112,10 +116,12 @@ def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups:
         losses.append(float(loss.detach()) * n / total)
         stats.append(s)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    dist.average_gradients(params)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
     optimizer.step()
-    return {"loss": sum(losses), "clip_fraction": fmean(s["clip_fraction"] for s in stats),
-            "kl": 0.0, "ratio_mean": fmean(s["ratio_mean"] for s in stats), "grad_norm": grad_norm, "lambda": lam,
+    return {"loss": sum(losses), "clip_fraction": fmean(s["clip_fraction"] for s in stats) if stats else 0.0,
+            "kl": 0.0, "ratio_mean": fmean(s["ratio_mean"] for s in stats) if stats else 1.0,
+            "grad_norm": grad_norm, "lambda": lam,
             "reasoner_tokens": float(sum(sum(ep.mask) for *_, ep in items))}
 
 
@@ -141,19 +147,19 @@ def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str
             **{f"seconds/{k}": v for k, v in seconds.items()}}
 
 
-def setup(cfg: TrainConfig):
+def setup(cfg: TrainConfig, device: str | None = None):
     """Models, optimizer and, when the run folder has a checkpoint, everything to resume from it:
     weights, optimizer, RNG and data position (a kill loses at most the step in progress). In joint
     mode a local reasoner is trained too; its weights live in the checkpoint's `reasoner/` folder."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    model, tokenizer = build_policy(cfg)
+    model, tokenizer = build_policy(cfg, device=device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     local = None
     if cfg.mode == "joint":
-        r_model, r_tok = build_policy(cfg, cfg.reasoner.local_model)
+        r_model, r_tok = build_policy(cfg, cfg.reasoner.local_model, device=device)
         optimizer.add_param_group({"params": [p for p in r_model.parameters() if p.requires_grad]})
         local = LocalReasoner(r_model, r_tok, temperature=cfg.reasoner.temperature,
                               name=Path(cfg.reasoner.local_model or "local").name)
@@ -212,21 +218,25 @@ def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, sta
 
 async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem] | None = None) -> Path | None:
     """Run (or resume) training; returns the last checkpoint folder. `reasoner` replaces the HTTP
-    reasoner of `cfg.reasoner.url` (tests script an environment with it)."""
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    reasoner of `cfg.reasoner.url` (tests script an environment with it). Under torchrun each rank
+    takes its share of every batch (see `distributed.py`)."""
+    dist = Dist.from_env()
+    random.seed(cfg.seed + dist.rank)
+    torch.manual_seed(cfg.seed)  # the same initial weights (LoRA included) on every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     catalog = load_catalog(cfg.catalog_path)
     run = cfg.run_dir
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(cfg.model_dump_json(indent=2))
-    model, tokenizer, optimizer, local, resume, start_step, data_position = setup(cfg)
+    if dist.main:
+        (run / "config.json").write_text(cfg.model_dump_json(indent=2))
+    model, tokenizer, optimizer, local, resume, start_step, data_position = setup(cfg, dist.device(cfg.device))
     reasoner = local or reasoner
     if cfg.data.traces is not None:
         return train_from_traces(cfg, model, tokenizer, optimizer, resume, start_step, catalog)
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
-                           max_batch=cfg.micro_batch, seed=cfg.seed + start_step, version=f"train@{start_step}")
+                           max_batch=cfg.micro_batch, seed=cfg.seed + start_step + 1000 * dist.rank,
+                           version=f"train@{start_step}")
     problems = cycle(problems_list if problems_list is not None else load_data(cfg), start=data_position)
     episode = EpisodeConfig(model=cfg.reasoner.model or "", max_steps=cfg.episode_max_steps,
                             max_tokens_per_step=cfg.max_tokens_per_step, final_max_tokens=cfg.final_max_tokens,
@@ -237,47 +247,55 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     orchestrator = Orchestrator(policy, reasoner, catalog)
     policy.batcher.start()
     last = resume
-    metrics_file = (run / "metrics.jsonl").open("a")
+    metrics_file = (run / "metrics.jsonl").open("a") if dist.main else None
     try:
         if not episode.model:
             episode.model = (await reasoner.list_models())[0]["id"]
         for step in tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
-                         dynamic_ncols=True):
+                         dynamic_ncols=True, disable=not dist.main):
             t0 = time.perf_counter()
-            batch = [next(problems) for _ in range(cfg.batch_size)]
+            batch = [next(problems) for _ in range(cfg.batch_size * dist.world)]
             data_position = batch[-1][0] + 1
+            mine = [p for _, p in batch[dist.rank::dist.world]]
             model.eval()
-            groups = await rollout_groups(orchestrator, policy, [p for _, p in batch], episode,
-                                          group_size=cfg.group_size, concurrency=cfg.concurrency, tag=f"s{step}")
+            groups = await rollout_groups(orchestrator, policy, mine, episode, group_size=cfg.group_size,
+                                          concurrency=cfg.concurrency, tag=f"s{step}r{dist.rank}")
             t1 = time.perf_counter()
-            advantages, zero_var = group_advantages([[r.planner.total for r in g.rollouts] for g in groups
-                                                     if len(g.rollouts) >= 2])
             usable = [g for g in groups if len(g.rollouts) >= 2]
+            advantages, zero_var = group_advantages([[r.planner.total for r in g.rollouts] for g in usable])
             decisions = [(d, a) for g, adv in zip(usable, advantages, strict=True)
                          for r, a in zip(g.rollouts, adv, strict=True) if a != 0 for d in r.decisions]
             model.train()
             if local is not None:
                 lam = cfg.joint_lambda_stage1 if step < cfg.joint_switch_step else cfg.joint_lambda_stage2
                 local.model.train()
-                update = await asyncio.to_thread(joint_update, policy, local, optimizer, groups, lam, cfg)
+                update = await asyncio.to_thread(joint_update, policy, local, optimizer, groups, lam, cfg, dist)
                 local.model.eval()
                 local.episodes.clear()  # episodes of failed or unusable rollouts
             else:
-                update = await asyncio.to_thread(grpo_update, policy, optimizer, decisions, cfg)
+                update = await asyncio.to_thread(grpo_update, policy, optimizer, decisions, cfg, dist)
             t2 = time.perf_counter()
             policy.version = f"train@{step + 1}"
-            row = step_metrics(step + 1, groups, zero_var, update, {"rollout": t1 - t0, "update": t2 - t1})
-            metrics_file.write(json.dumps(row) + "\n")
-            metrics_file.flush()
-            tqdm.write(f"step {step + 1}: acc {row['accuracy']:.2f} reward {row['reward/planner_total_mean']:+.2f} "
-                       f"loss {row['loss']:+.4f} ({t2 - t0:.0f} s)")
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:
+            row = {**step_metrics(step + 1, groups, zero_var, update, {"rollout": t1 - t0, "update": t2 - t1}),
+                   "world_size": dist.world}
+            if metrics_file is not None:  # rank 0 logs its own share of the batch
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+                tqdm.write(f"step {step + 1}: acc {row['accuracy']:.2f} reward "
+                           f"{row['reward/planner_total_mean']:+.2f} loss {row['loss']:+.4f} ({t2 - t0:.0f} s)")
+            if dist.main and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps):
                 last = save_checkpoint(run, step=step + 1, model=model, tokenizer=tokenizer, optimizer=optimizer,
                                        data_position=data_position, base_model=cfg.planner_model,
                                        catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
                                        metrics=row, extra={"reasoner": local.model} if local else None)
+        ranks = run / "ranks"
+        ranks.mkdir(exist_ok=True)
+        (ranks / f"rank-{dist.rank}.json").write_text(json.dumps({"rank": dist.rank, "world": dist.world,
+                                                                  "params_digest": params_digest(model)}))
     finally:
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
         await policy.batcher.stop()
         await session.close()
+        dist.close()
     return last

@@ -107,3 +107,21 @@ def test_train_eval_compares_methods_on_held_out_problems(tiny_model, tiny_reaso
     assert all(x["strategies"][-1] == "termination" for x in base)
     zero = [json.loads(line) for line in (out / "zerocot.jsonl").read_text().splitlines()]
     assert all(x["strategies"] == [] and x["tokens"] > 0 for x in zero)
+
+
+def test_data_parallel_ranks_stay_in_sync(tiny_model, tiny_reasoner, work_dir):
+    """torchrun with two CPU ranks (gloo): gradients are averaged, so both ranks end with the same weights."""
+    run = work_dir / "ddp-run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "clients.cli",
+           "train", f"--planner_model={tiny_model}", f"--reasoner.url={tiny_reasoner.url}", f"--run_dir={run}",
+           "--max_steps=2", "--batch_size=1", "--group_size=3", "--episode_max_steps=3", "--max_tokens_per_step=4",
+           "--final_max_tokens=4", "--threads=1", "--lr=0.01", "--lora.target_modules=[q_proj,v_proj]"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    digests = [json.loads((run / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert digests[0]["world"] == 2 and digests[0]["params_digest"] == digests[1]["params_digest"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows[0]["world_size"] == 2  # rank 0 alone writes
+    state = torch.load(run / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
+    assert state["data_position"] == 2 * 1 * 2  # both ranks' shares of both steps
