@@ -17,7 +17,7 @@ from planner_server.routes import admin, health, plan
 from planner_server.settings import PlannerSettings
 from planner_server.state import PlannerState
 from service.catalog import load_catalog
-from service.web import RequestIdMiddleware, install_error_handlers
+from service.web import RequestIdMiddleware, install_error_handlers, install_health
 
 log = logging.getLogger("rsim.planner")
 
@@ -68,6 +68,7 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
     app = FastAPI(title="rsim planner", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    install_health(app)
     app.include_router(plan.router)
     app.include_router(health.router)
     app.include_router(admin.router)

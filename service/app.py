@@ -17,7 +17,7 @@ from service.routes import chat, feedback, health, solve
 from service.settings import ServiceSettings
 from service.state import ServiceState
 from service.traces import TraceStore
-from service.web import RequestIdMiddleware, install_error_handlers
+from service.web import RequestIdMiddleware, install_error_handlers, install_health
 
 log = logging.getLogger("rsim.service")
 
@@ -54,6 +54,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    install_health(app)
     app.include_router(solve.router)
     app.include_router(chat.router)
     app.include_router(health.router)

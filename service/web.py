@@ -50,6 +50,14 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+def install_health(app: FastAPI) -> None:
+    """`GET /health`: the process is up (both apps; readiness is each app's own `/ready`)."""
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RsimError)
     async def _rsim(request: Request, exc: RsimError) -> JSONResponse:

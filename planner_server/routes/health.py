@@ -1,4 +1,4 @@
-"""`/health` (process up), `/ready` (model loaded), `/metrics` (Prometheus)."""
+"""`/ready` (model loaded), `/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ from planner_server.state import State
 from service.errors import NotReady
 
 router = APIRouter()
-
-
-@router.get("/health")
-async def health() -> dict:
-    return {"status": "ok"}
 
 
 @router.get("/ready")

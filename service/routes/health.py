@@ -1,4 +1,4 @@
-"""`/health`, `/ready` (reasoner lists models and planner is ready), `/metrics`, `/v1/strategies`."""
+"""`/ready` (reasoner lists models and planner is ready), `/metrics`, `/v1/strategies`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ from service.errors import NotReady, RsimError
 from service.state import State
 
 router = APIRouter()
-
-
-@router.get("/health")
-async def health() -> dict:
-    return {"status": "ok"}
 
 
 @router.get("/ready")

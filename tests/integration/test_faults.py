@@ -36,6 +36,17 @@ def fake_log(fault_reasoner) -> list[dict]:
     return httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
 
 
+def wait_cancelled(fault_reasoner, rid: str, timeout_s: float = 5.0) -> dict:
+    """The fake reasoner's record of request `rid`, once it saw the cancellation (or at the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        mine = [e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]
+        if (mine and mine[-1]["cancelled"]) or time.monotonic() > deadline:
+            assert mine, f"the reasoner never saw request {rid}"
+            return mine[-1]
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize(("model", "status", "code"), [
     ("rsim/fail-500", 502, "upstream_error"),
     ("rsim/fail-400", 400, "upstream_rejected"),
@@ -102,13 +113,8 @@ def test_client_disconnect_cancels_the_reasoner_call(faulty, fault_reasoner):
                 seen += 1
                 if seen == 2:
                     break  # leave mid-stream
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        mine = [e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]
-        if mine and mine[-1]["cancelled"]:
-            break
-        time.sleep(0.1)
-    assert mine and mine[-1]["cancelled"] and not mine[-1]["finished"]
+    mine = wait_cancelled(fault_reasoner, rid)
+    assert mine["cancelled"] and not mine["finished"]
 
 
 def test_non_stream_disconnect_cancels_too(faulty, fault_reasoner):
@@ -116,13 +122,7 @@ def test_non_stream_disconnect_cancels_too(faulty, fault_reasoner):
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{faulty}/solve", json={"question": "q", "model": "slow"}, headers={"X-Request-Id": rid},
                    timeout=httpx.Timeout(1.0, connect=5))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        mine = [e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]
-        if mine and mine[-1]["cancelled"]:
-            break
-        time.sleep(0.1)
-    assert mine and mine[-1]["cancelled"]
+    assert wait_cancelled(fault_reasoner, rid)["cancelled"]
 
 
 def test_planner_down_is_503_or_degraded(fault_reasoner, work_dir):
