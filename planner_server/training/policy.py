@@ -50,6 +50,7 @@ class PolicyPlanner:
         self.label_ids = label_token_ids(tokenizer, catalog)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.rng = random.Random(seed)
+        self.reference = None  # a frozen initial model, for the KL term of full fine-tuning
         self.records: dict[str, list[Recorded]] = defaultdict(list)
         self._lock = threading.Lock()
         self.batcher: MicroBatcher[list[int], list[float]] = MicroBatcher(
@@ -82,9 +83,9 @@ class PolicyPlanner:
     def take(self, request_id: str) -> list[Recorded]:
         return self.records.pop(request_id, [])
 
-    def logp(self, records: list[Recorded]) -> torch.Tensor:
+    def logp(self, records: list[Recorded], model=None) -> torch.Tensor:
         """log π_θ(action) for recorded decisions, with gradients (the caller picks train/eval mode)."""
-        logits = label_logits(self.model, [r.prompt_ids for r in records], self.label_ids, self.pad_id)
+        logits = label_logits(model or self.model, [r.prompt_ids for r in records], self.label_ids, self.pad_id)
         actions = torch.tensor([r.action for r in records], device=logits.device)
         return action_logp(logits, actions, [r.forbidden for r in records], self.temperature)
 

@@ -58,6 +58,16 @@ def load_data(cfg: TrainConfig) -> list[Problem]:
     return synthetic_problems(cfg.data.synthetic_size, seed=cfg.data.synthetic_seed, steps=cfg.data.synthetic_steps)
 
 
+def reference_logp(policy: PolicyPlanner, records: list[Recorded]) -> torch.Tensor:
+    """log π_ref of the recorded actions: the initial policy (the base model under a LoRA adapter,
+    else the frozen copy the policy keeps for full fine-tuning)."""
+    with torch.no_grad():
+        if hasattr(policy.model, "disable_adapter"):
+            with policy.model.disable_adapter():
+                return policy.logp(records).cpu()
+        return policy.logp(records, model=policy.reference).cpu()
+
+
 def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded, float]], cfg: TrainConfig,
                 dist: Dist = Dist()) -> dict[str, float]:
     """PPO-clip epochs over every decision of the batch, token-averaged, micro-batched. With several
@@ -74,10 +84,7 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
             records = [r for r, _ in chunk]
             old = torch.tensor([r.logp for r in records])
             adv = torch.tensor([a for _, a in chunk])
-            ref = None
-            if cfg.kl_coef > 0 and cfg.lora.enabled:
-                with torch.no_grad(), policy.model.disable_adapter():
-                    ref = policy.logp(records).cpu()
+            ref = reference_logp(policy, records) if cfg.kl_coef > 0 else None
             logp = policy.logp(records).cpu()
             loss, s = clipped_surrogate(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref, kl_coef=cfg.kl_coef)
             (loss * len(chunk) / len(decisions)).backward()
@@ -237,6 +244,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
                            max_batch=cfg.micro_batch, seed=cfg.seed + start_step + 1000 * dist.rank,
                            version=f"train@{start_step}")
+    if cfg.kl_coef > 0 and not cfg.lora.enabled:  # full fine-tuning keeps a frozen initial copy for the KL
+        policy.reference = build_policy(cfg, device=dist.device(cfg.device))[0].eval().requires_grad_(False)
     problems = cycle(problems_list if problems_list is not None else load_data(cfg), start=data_position)
     episode = EpisodeConfig(model=cfg.reasoner.model or "", max_steps=cfg.episode_max_steps,
                             max_tokens_per_step=cfg.max_tokens_per_step, final_max_tokens=cfg.final_max_tokens,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from statistics import fmean
 
+import pytest
+
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem
 from planner_server.training.train import train
@@ -44,3 +46,15 @@ async def test_grpo_learns_to_verify_then_terminate(tiny_model, tmp_path):
     print(f"mean planner reward: first 5 steps {first:+.3f}, last 5 steps {last:+.3f}")
     assert last - first >= MARGIN
     assert rows[-1]["accuracy"] > rows[0]["accuracy"]
+
+
+async def test_kl_term_is_measured_for_full_fine_tuning(tiny_model, tmp_path):
+    """With kl_coef > 0 and no LoRA the policy keeps a frozen copy; the KL it reports grows from 0."""
+    cfg = TrainConfig(run_dir=tmp_path / "run", planner_model=str(tiny_model), reasoner={"url": "http://unused"},
+                      lora={"enabled": False}, max_steps=4, batch_size=2, group_size=4, lr=3e-3, kl_coef=0.1,
+                      episode_max_steps=3, save_every=4, seed=0, threads=1, context_tokens=128)
+    problems = [Problem(question=f"Q{i}: six times seven?", answer="42", task="synthetic") for i in range(4)]
+    await train(cfg, reasoner=ScriptedReasoner(), problems_list=problems)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # first step: the policy is the reference
+    assert max(r["kl"] for r in rows[1:]) > 0
