@@ -18,13 +18,10 @@ from planner_server.settings import PlannerSettings
 from planner_server.training.data import Problem
 from planner_server.training.rewards import planner_reward
 from planner_server.training.scoring import is_correct
-from service.answer import extract_answer
-from service.catalog import TERMINATION, Catalog, load_catalog
-from service.injection import WrittenStep, chain_of_thought, injection_text
+from service.baselines import prompt_baseline
+from service.catalog import Catalog, load_catalog
 from service.orchestrator import EpisodeConfig, Orchestrator
-from service.reasoner import OpenAIReasoner, StepDone, StepRequest, make_session
-
-ZERO_SHOT = "Let's think step by step."
+from service.reasoner import OpenAIReasoner, make_session
 
 
 class BackendPlanner:
@@ -42,26 +39,6 @@ class BackendPlanner:
                             probabilities=dict(zip(self.catalog.ids, d.probabilities, strict=True)),
                             entropy=d.entropy, planner_version=self.backend.version,
                             catalog_version=self.catalog.version, latency_ms=0.0)
-
-
-async def zero_shot(reasoner: OpenAIReasoner, problem: Problem, cfg: EpisodeConfig, catalog: Catalog) -> dict:
-    """Plain chain of thought with the whole step budget, then the same final-answer instruction."""
-    written: list[WrittenStep] = []
-    tokens = 0
-    for pending, budget in ((ZERO_SHOT, cfg.max_tokens_per_step * (cfg.max_steps - 1)),
-                            (injection_text(catalog.get(TERMINATION), 1), cfg.final_max_tokens)):
-        text = ""
-        async for chunk in reasoner.step(StepRequest(model=cfg.model, question=problem.question, steps=written,
-                                                     pending=pending, max_tokens=budget, stop=None,
-                                                     temperature=cfg.reasoner_temperature)):
-            if isinstance(chunk, StepDone):
-                tokens += chunk.completion_tokens
-            else:
-                text += chunk
-        written.append(WrittenStep(pending, text))
-    answer = extract_answer(chain_of_thought(written, cfg.delimiter), written[-1].text)
-    return {"correct": is_correct(answer, problem), "answer": answer, "strategies": [], "tokens": tokens,
-            "chose_termination": None}
 
 
 async def evaluate(method: str, problems: list[Problem], *, reasoner_url: str, reasoner_model: str,
@@ -83,7 +60,9 @@ async def evaluate(method: str, problems: list[Problem], *, reasoner_url: str, r
     async def one(i: int, p: Problem) -> dict:
         async with gate:
             if orchestrator is None:
-                rec = await zero_shot(reasoner, p, cfg, catalog)
+                r = await prompt_baseline(reasoner, p.question, cfg, catalog, "zerocot")
+                rec = {"correct": is_correct(r.answer, p), "answer": r.answer, "strategies": [],
+                       "tokens": r.usage.completion_tokens, "chose_termination": None}
             else:
                 r = await orchestrator.solve(p.question, cfg, request_id=f"eval-{method}-{i}")
                 strategies = [s.strategy for s in r.steps]
