@@ -177,6 +177,80 @@ def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
+    from clients.eval.report import build_report
+
+    what = extra.pop(0) if extra and extra[0] in ("report", "suite") else None
+    if what == "report":
+        if not extra:
+            err.print("usage: rsim eval report RUN_DIR")
+            return 2
+        for kind, path in build_report(extra[0]).items():
+            out.print(f"{kind}: {path}")
+        return 0
+    if what == "suite":
+        from clients.eval.suite import run_suite_sync
+
+        p = argparse.ArgumentParser(prog="rsim eval suite")
+        p.add_argument("file")
+        p.add_argument("--out", type=Path)
+        p.add_argument("--limit", type=int, help="at most N problems per dataset (overrides the suite)")
+        s = p.parse_args(extra)
+        for report in run_suite_sync(s.file, out=s.out, limit=s.limit):
+            out.print(f"report: {report}")
+        return 0
+    import asyncio
+
+    from clients.eval.datasets import load_dataset
+    from clients.eval.runner import EvalConfig, PlannerSpec, Runner
+
+    p = argparse.ArgumentParser(prog="rsim eval", description="run datasets × methods against a reasoner; "
+                                "then `rsim eval report RUN_DIR`, or `rsim eval suite FILE`")
+    p.add_argument("--dataset", action="append", required=True,
+                   help="NAME[:PATH]: math, gsm8k, aime2024, mmlu-pro, theoremqa, humaneval, codealpaca, rows "
+                        "(with a JSONL/Parquet path), synthetic, humaneval-bundled; repeatable")
+    p.add_argument("--methods", default="zerocot,ps+,rsim", help="comma list: zerocot, ps+, prompting, rsim, "
+                                                                 "fixed:<strategy>")
+    p.add_argument("--reasoner-url", required=True)
+    p.add_argument("--reasoner-model", required=True)
+    p.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])
+    p.add_argument("--service-url", help="rsim/fixed through this running service (its planner)")
+    p.add_argument("--planner-url", help="rsim with this planner server")
+    p.add_argument("--checkpoint", help="rsim with this checkpoint, in-process")
+    p.add_argument("--planner-model", help="rsim with this base model, in-process")
+    p.add_argument("--prompting-url")
+    p.add_argument("--prompting-model")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--max-steps", type=int, default=4)
+    p.add_argument("--max-tokens-per-step", type=int, default=64)
+    p.add_argument("--final-max-tokens", type=int, default=32)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--out", type=Path, default=Path("runs/eval/latest"))
+    e = p.parse_args(extra)
+    cfg = EvalConfig(reasoner_url=e.reasoner_url, reasoner_model=e.reasoner_model, out=e.out,
+                     reasoner_mode=e.reasoner_mode,
+                     planner=PlannerSpec(service_url=e.service_url, planner_url=e.planner_url, checkpoint=e.checkpoint,
+                                         model=e.planner_model),
+                     prompting_url=e.prompting_url, prompting_model=e.prompting_model, max_steps=e.max_steps,
+                     max_tokens_per_step=e.max_tokens_per_step, final_max_tokens=e.final_max_tokens,
+                     concurrency=e.concurrency)
+    datasets = []
+    for spec in e.dataset:
+        name, _, path = spec.partition(":")
+        datasets.append((name, load_dataset(name, path or None, limit=e.limit)))
+
+    async def go() -> None:
+        async with Runner(cfg) as runner:
+            for name, problems in datasets:
+                for method in e.methods.split(","):
+                    await runner.run(name, problems, method)
+
+    asyncio.run(go())
+    for kind, path in build_report(e.out).items():
+        out.print(f"{kind}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rsim", description="reinforced strategy injection for any OpenAI-compatible LLM")
     sub = p.add_subparsers(dest="command", required=True)
@@ -224,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", nargs="?", help="'plot' to draw a run's curves; otherwise a YAML config (or --config)")
     r.add_argument("--config", dest="config_file", help="YAML config; every key also settable as --key=value")
     r.set_defaults(fn=cmd_train, takes_extra=True)
+
+    ev = sub.add_parser("eval", help="evaluate methods on datasets (`rsim eval --dataset … --methods …`, "
+                                     "`rsim eval report RUN_DIR`, `rsim eval suite FILE`)", add_help=False)
+    ev.set_defaults(fn=cmd_eval, takes_extra=True)
 
     t = sub.add_parser("strategies", help="show the strategy catalog")
     t.add_argument("--url", default=os.environ.get("RSIM_URL", "http://127.0.0.1:8000"))

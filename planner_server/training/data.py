@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 from service.answer import last_boxed
 
-Task = Literal["math", "code", "choice", "synthetic"]
+Task = Literal["math", "numeric", "code", "choice", "synthetic", "runs"]
+# math: math-verify · numeric: numbers within a relative tolerance (GSM8K) · choice: option letter ·
+# code: unit tests in the sandbox · runs: the code block runs cleanly in the sandbox (no tests published) ·
+# synthetic: the exact integer
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Problem:
     tests: str | None = None  # code: test source to run after the solution
     entry_point: str | None = None
     source: str = "file"
+    id: str | None = None
 
 
 class DataError(ValueError):

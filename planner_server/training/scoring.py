@@ -37,6 +37,8 @@ def numeric_equal(answer: str, truth: str, *, rel_tol: float = 0.0) -> bool:
 
 
 def math_equal(answer: str, truth: str) -> bool:
+    if answer.strip().strip("$").lower() == truth.strip().strip("$").lower():  # True/False, words, exact forms
+        return True
     try:
         from math_verify import parse, verify
     except ImportError:  # pragma: no cover - the train extra brings it
@@ -96,6 +98,10 @@ def is_correct(answer: str, problem: Problem) -> bool:
         return numeric_equal(answer, problem.answer)
     if problem.task == "choice":
         return choice_equal(answer, problem.answer)
+    if problem.task == "numeric":
+        return numeric_equal(answer, problem.answer, rel_tol=1e-4)
+    if problem.task == "runs":
+        return bool(answer.strip()) and run_code_tests(answer, "")
     if problem.task == "code":
         if not problem.tests:
             return False

@@ -4,6 +4,7 @@ hf planner on the same weights, service), then `rsim solve`, then SIGTERM stops 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +51,33 @@ def rsim_up(args: list[str], log: Path) -> Iterator[tuple[dict[str, int], str]]:
             httpx.get(f"http://127.0.0.1:{ports[flag]}/health", timeout=2)
 
 
+def check_cpu_smoke_suite(service: str, reasoner: str, out: Path) -> None:
+    """`suites/cpu-smoke.yaml` through the real stack: the report files exist and their numbers are
+    the per-item records' numbers."""
+    env = {**ENV, "RSIM_SMOKE_SERVICE_URL": service, "RSIM_SMOKE_REASONER_URL": reasoner, "RSIM_EVAL_OUT": str(out)}
+    r = subprocess.run([sys.executable, "-m", "clients.cli", "eval", "suite", "suites/cpu-smoke.yaml", "--limit", "2"],
+                       capture_output=True, text=True, cwd=REPO, timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = out / "gemma-3-270m"
+    for name in ("report.md", "report.csv", "report.json", "accuracy_vs_strategies.png", "strategy_usage.png",
+                 "tokens.png"):
+        assert (run / name).stat().st_size > 0, name
+    report = json.loads((run / "report.json").read_text())
+    assert {(c["method"], c["dataset"]) for c in report} == {
+        (m, d) for m in ("zerocot", "ps+", "rsim", "fixed:verification") for d in ("synthetic", "humaneval-bundled")}
+    md = (run / "report.md").read_text()
+    for cell in report:
+        path = run / "records" / cell["dataset"] / f"{cell['method'].replace(':', '_')}.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        assert cell["n"] == len(records) == 2 and cell["errors"] == 0
+        assert cell["score"] == pytest.approx(100 * sum(x["correct"] for x in records) / 2)
+        assert cell["tokens_mean"] == pytest.approx(sum(x["tokens"] for x in records) / 2)
+        if cell["method"] in ("rsim", "fixed:verification"):
+            assert cell["n_strategies"] == pytest.approx(sum(x["n_strategies"] for x in records) / 2)
+            assert all(x["strategies"][-1] == "termination" for x in records)
+        assert f"{cell['score']:.1f}" in md
+
+
 def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
     with rsim_up(["--cache-dir", str(cache_dir)], work_dir / "logs" / "rsim-up.log") as (ports, banner):
         service = f"http://127.0.0.1:{ports['--port']}"
@@ -63,6 +91,7 @@ def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
         assert "termination" in solve.stdout
         models = httpx.get(f"{service}/v1/models", timeout=10).json()
         assert {m["id"] for m in models["data"]} == {"gemma-3-270m", "rsim/gemma-3-270m"}
+        check_cpu_smoke_suite(service, f"http://127.0.0.1:{ports['--reasoner-port']}/v1", work_dir / "cpu-smoke")
     with pytest.raises(httpx.ConnectError):  # the embedded vLLM went down with it
         httpx.get(f"http://127.0.0.1:{ports['--reasoner-port']}/health", timeout=2)
 

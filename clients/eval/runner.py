@@ -1,0 +1,211 @@
+"""Run datasets × methods against one reasoner through the serving loop, with bounded concurrency, a
+progress bar, one JSONL record per item and resume (finished items are not run again).
+
+Methods: `zerocot`, `ps+` (prompt baselines), `prompting` (an LLM prompted to be the planner: the
+planner server's prompted backend, in-process), `rsim` (a planner: a running service over HTTP, a
+planner server URL, or a checkpoint/base model in-process), `fixed:<strategy>` (that strategy at
+every step, then the answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from planner_server.training.data import Problem
+from planner_server.training.scoring import is_correct
+from service.baselines import BASELINES, prompt_baseline
+from service.catalog import TERMINATION, Catalog, load_catalog
+from service.errors import RsimError
+from service.orchestrator import EpisodeConfig, Orchestrator
+from service.planner_client import HttpPlanner
+from service.protocol import SolveResponse
+from service.reasoner import OpenAIReasoner, make_session
+
+
+@dataclass
+class PlannerSpec:
+    """Where the `rsim` method's planner comes from (first one set wins)."""
+
+    name: str = "planner"
+    service_url: str | None = None  # a running rsim service: /solve over HTTP with its own planner
+    planner_url: str | None = None  # a running planner server
+    checkpoint: str | None = None  # in-process hf backend
+    model: str | None = None
+
+
+@dataclass
+class EvalConfig:
+    reasoner_url: str
+    reasoner_model: str
+    out: Path
+    reasoner_mode: str = "continue"
+    planner: PlannerSpec = field(default_factory=PlannerSpec)
+    prompting_url: str | None = None  # default: the reasoner itself
+    prompting_model: str | None = None
+    prompting_constrain: bool = False
+    max_steps: int = 4
+    max_tokens_per_step: int = 64
+    final_max_tokens: int = 32
+    concurrency: int = 4
+    reasoner_temperature: float = 0.0
+
+
+def record_path(out: Path, dataset: str, method: str) -> Path:
+    return out / "records" / dataset / f"{method.replace(':', '_')}.jsonl"
+
+
+def finished_ids(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    done = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("error") is None:
+                done.add(rec["id"])
+    return done
+
+
+def make_record(problem: Problem, dataset: str, method: str, result: SolveResponse | None, latency_ms: float,
+                error: str | None = None) -> dict[str, Any]:
+    base = {"id": problem.id, "dataset": dataset, "method": method, "question": problem.question,
+            "truth": problem.answer, "latency_ms": latency_ms, "error": error}
+    if result is None:
+        return {**base, "answer": None, "correct": False, "strategies": [], "n_strategies": 0, "tokens": 0,
+                "planner_calls": 0}
+    planned = method == "prompting" or method == "rsim" or method.startswith("fixed:")
+    strategies = [s.strategy for s in result.steps] if planned else []
+    return {**base, "answer": result.answer, "correct": is_correct(result.answer, problem), "strategies": strategies,
+            "n_strategies": len({s for s in strategies if s != TERMINATION}), "tokens": result.usage.completion_tokens,
+            "planner_calls": result.usage.planner_calls, "finish_reason": result.finish_reason,
+            "planner_version": result.planner_version}
+
+
+class Runner:
+    """Owns the pooled session, the reasoner client and the planners of one evaluation run."""
+
+    def __init__(self, cfg: EvalConfig, catalog: Catalog | None = None):
+        self.cfg, self.catalog = cfg, catalog or load_catalog()
+        self.session = None
+        self.orchestrators: dict[str, Orchestrator] = {}
+        self.backends: list[Any] = []
+        self.sdk = None
+
+    async def __aenter__(self) -> Runner:
+        self.session = make_session(connect_timeout_s=10, read_timeout_s=600, request_timeout_s=1800,
+                                    max_connections=self.cfg.concurrency * 4)
+        self.reasoner = OpenAIReasoner(self.session, self.cfg.reasoner_url, mode=self.cfg.reasoner_mode)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for b in self.backends:
+            await b.close()
+        if self.sdk is not None:
+            await self.sdk.close()
+        await self.session.close()
+
+    def episode(self, force: str | None = None) -> EpisodeConfig:
+        c = self.cfg
+        return EpisodeConfig(model=c.reasoner_model, max_steps=c.max_steps, max_tokens_per_step=c.max_tokens_per_step,
+                             final_max_tokens=c.final_max_tokens, reasoner_temperature=c.reasoner_temperature,
+                             force=force)
+
+    async def orchestrator(self, method: str) -> Orchestrator:
+        """The loop for a planned method, built once per run."""
+        if method in self.orchestrators:
+            return self.orchestrators[method]
+        from planner_server.backends import build_backend
+        from planner_server.settings import PlannerSettings
+        from planner_server.training.evaluate import BackendPlanner
+
+        spec = self.cfg.planner
+        if method == "fixed":
+            planner: Any = _NoPlanner()
+        elif method == "prompting":
+            settings = PlannerSettings(backend="prompted", prompted_url=self.cfg.prompting_url or self.cfg.reasoner_url,
+                                       prompted_model=self.cfg.prompting_model or self.cfg.reasoner_model,
+                                       prompted_constrain=self.cfg.prompting_constrain)
+            backend = await asyncio.to_thread(build_backend, settings, self.catalog)
+            self.backends.append(backend)
+            planner = BackendPlanner(backend, self.catalog)
+        elif spec.planner_url:
+            planner = HttpPlanner(self.session, spec.planner_url)
+        elif spec.checkpoint or spec.model:
+            settings = PlannerSettings(model=spec.model, checkpoint=spec.checkpoint)
+            backend = await asyncio.to_thread(build_backend, settings, self.catalog)
+            self.backends.append(backend)
+            planner = BackendPlanner(backend, self.catalog)
+        else:
+            raise ValueError("the rsim method needs a planner: --service-url, --planner-url, --checkpoint or "
+                             "--planner-model")
+        self.orchestrators[method] = Orchestrator(planner, self.reasoner, self.catalog)
+        return self.orchestrators[method]
+
+    async def solve(self, method: str, problem: Problem) -> SolveResponse:
+        if method in BASELINES:
+            return await prompt_baseline(self.reasoner, problem.question, self.episode(), self.catalog, method)
+        force = method.split(":", 1)[1] if method.startswith("fixed:") else None
+        if force is None and method not in ("rsim", "prompting"):
+            raise ValueError(f"unknown method '{method}'; known: zerocot, ps+, prompting, rsim, fixed:<strategy>")
+        if force is not None and force not in self.catalog.ids:
+            raise ValueError(f"unknown strategy in method '{method}'; known: {', '.join(self.catalog.ids)}")
+        if self.cfg.planner.service_url and method != "prompting":  # the real service, over HTTP
+            from clients.sdk import AsyncClient
+
+            self.sdk = self.sdk or AsyncClient(self.cfg.planner.service_url, timeout_s=1800)
+            return await self.sdk.solve(problem.question, max_steps=self.cfg.max_steps,
+                                        max_tokens_per_step=self.cfg.max_tokens_per_step, model=self.cfg.reasoner_model,
+                                        force=force)
+        orch = await self.orchestrator("fixed" if force else method)
+        return await orch.solve(problem.question, self.episode(force))
+
+    async def run(self, dataset: str, problems: list[Problem], method: str, *, label: str | None = None) -> Path:
+        """Run `method` on every problem not finished yet; records carry `label` (default: the method)."""
+        label = label or method
+        path = record_path(self.cfg.out, dataset, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        order = self.cfg.out / "order.jsonl"  # the report lists methods and datasets in the order they ran
+        seen = order.read_text().splitlines() if order.is_file() else []
+        entry = json.dumps({"dataset": dataset, "method": label})
+        if entry not in seen:
+            with order.open("a") as f:
+                f.write(entry + "\n")
+        done = finished_ids(path)
+        todo = [p for p in problems if p.id not in done]
+        gate = asyncio.Semaphore(self.cfg.concurrency)
+        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{dataset} · {label}",
+                   dynamic_ncols=True)
+
+        async def one(problem: Problem) -> dict[str, Any]:
+            async with gate:
+                t0 = time.perf_counter()
+                try:
+                    result = await self.solve(method, problem)
+                    rec = make_record(problem, dataset, method, result, (time.perf_counter() - t0) * 1000)
+                except RsimError as e:
+                    rec = make_record(problem, dataset, method, None, (time.perf_counter() - t0) * 1000,
+                                      error=f"{e.status_code} {e.message}")
+                rec["method"] = label
+            with path.open("a") as f:  # one line per finished item: an interrupted run resumes here
+                f.write(json.dumps(rec) + "\n")
+            bar.update(1)
+            return rec
+
+        try:
+            await asyncio.gather(*(one(p) for p in todo))
+        finally:
+            bar.close()
+        return path
+
+
+class _NoPlanner:
+    """`fixed:<strategy>` never asks a planner."""
+
+    async def plan(self, req, *, request_id=None):  # pragma: no cover - never called with force set
+        raise AssertionError("a fixed method asked the planner")

@@ -1,0 +1,109 @@
+"""Dataset layouts, scorers on hand cases, and reports rebuilt from records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clients.eval.datasets import load_dataset
+from clients.eval.report import build_report, metrics, tables
+from clients.eval.runner import finished_ids
+from planner_server.training.data import DataError, Problem
+from planner_server.training.scoring import is_correct
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_each_published_layout_loads(tmp_path):
+    cases = {
+        "math": ({"problem": "1+1?", "solution": "It is \\boxed{2}."}, "2", "math"),
+        "gsm8k": ({"question": "q", "answer": "so\n#### 1,200"}, "1200", "numeric"),
+        "aime2024": ({"ID": "2024-I-1", "Problem": "p", "Solution": "s", "Answer": 204}, "204", "math"),
+        "mmlu-pro": ({"question_id": 7, "question": "q", "options": ["x", "y", "z"], "answer": "B", "answer_index": 1},
+                     "B", "choice"),
+        "theoremqa": ({"Question": "q", "Answer": "True", "Answer_type": "bool"}, "True", "math"),
+        "humaneval": ({"task_id": "HE/0", "prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n",
+                       "entry_point": "f"}, "", "code"),
+        "codealpaca": ({"instruction": "print hi", "input": "", "output": "print('hi')"}, "print('hi')", "runs"),
+    }
+    for name, (row, answer, task) in cases.items():
+        [p] = load_dataset(name, jsonl(tmp_path / f"{name}.jsonl", [row]))
+        assert (p.answer, p.task) == (answer, task), name
+        assert p.id
+    mmlu = load_dataset("mmlu-pro", tmp_path / "mmlu-pro.jsonl")[0]
+    assert "B) y" in mmlu.question and mmlu.id == "7"
+
+
+def test_dataset_errors_name_the_file_and_layout(tmp_path):
+    with pytest.raises(DataError, match="needs a file"):
+        load_dataset("gsm8k")
+    with pytest.raises(DataError, match="not found"):
+        load_dataset("gsm8k", tmp_path / "missing.jsonl")
+    with pytest.raises(DataError, match=r"bad.jsonl:1: missing \['solution'\]; the MATH layout"):
+        load_dataset("math", jsonl(tmp_path / "bad.jsonl", [{"problem": "p"}]))
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        load_dataset("nope")
+
+
+def test_bundled_humaneval_and_synthetic():
+    he = load_dataset("humaneval-bundled")
+    assert len(he) == 164 and he[0].id == "HumanEval/0"
+    solution = he[0].question + he[0].answer
+    assert is_correct(solution, he[0])
+    assert not is_correct(he[0].question + "    return None\n", he[0])
+    assert [p.id for p in load_dataset("synthetic", limit=3)] == ["synthetic-0", "synthetic-1", "synthetic-2"]
+
+
+@pytest.mark.parametrize(("answer", "problem", "ok"), [
+    ("\\frac{3}{4}", Problem("q", "0.75", "math"), True),
+    ("x = 2", Problem("q", "2", "math"), True),
+    ("true", Problem("q", "True", "math"), True),
+    ("1,199.99", Problem("q", "1200", "numeric"), True),
+    ("1190", Problem("q", "1200", "numeric"), False),
+    ("(B)", Problem("q", "B", "choice"), True),
+    ("C", Problem("q", "B", "choice"), False),
+    ("print('hi')", Problem("q", "", "runs"), True),
+    ("raise SystemExit(1)", Problem("q", "", "runs"), False),
+])
+def test_scorers(answer, problem, ok):
+    assert is_correct(answer, problem) == ok
+
+
+def rec(method, dataset, i, correct, tokens, strategies, error=None):
+    return {"id": f"{dataset}-{i}", "dataset": dataset, "method": method, "question": "q", "truth": "1",
+            "answer": "1", "correct": correct, "strategies": strategies,
+            "n_strategies": len({s for s in strategies if s != "termination"}), "tokens": tokens,
+            "planner_calls": len(strategies) - 1 if strategies else 0, "latency_ms": 10.0, "error": error}
+
+
+def test_metrics_and_tables_by_hand():
+    records = [rec("rsim", "d", 0, True, 10, ["decomposition", "verification", "termination"]),
+               rec("rsim", "d", 1, False, 20, ["verification", "termination"]),
+               rec("zerocot", "d", 0, True, 30, []), rec("zerocot", "d", 1, True, 50, [])]
+    rows = metrics(records, [("zerocot", "d"), ("rsim", "d")])
+    assert [r["method"] for r in rows] == ["zerocot", "rsim"]
+    z, r = rows
+    assert (z["score"], z["n_strategies"], z["tokens_mean"], z["tokens_std"]) == (100.0, None, 40.0, 10.0)
+    assert (r["score"], r["n_strategies"], r["planner_calls_mean"]) == (50.0, 1.5, 1.5)
+    assert r["strategy_usage"] == {"decomposition": 1, "verification": 2, "termination": 2}
+    md, csv_rows = tables(rows)
+    assert csv_rows[0] == ["Method", "d Score", "d #Strategy"]
+    assert csv_rows[1] == ["zerocot", "100.0", "–"] and csv_rows[2] == ["rsim", "50.0", "1.50"]
+    assert "| rsim | 15 ± 5 |" in md
+
+
+def test_report_from_records_and_resume_skips_finished(tmp_path):
+    path = tmp_path / "records" / "d" / "rsim.jsonl"
+    path.parent.mkdir(parents=True)
+    rows = [rec("rsim", "d", 0, True, 10, ["verification", "termination"]),
+            rec("rsim", "d", 1, False, 0, [], error="502 reasoner down")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert finished_ids(path) == {"d-0"}  # the failed item runs again on resume
+    files = build_report(tmp_path)
+    data = json.loads(files["json"].read_text())
+    assert data[0]["score"] == 50.0 and data[0]["errors"] == 1
+    assert all(files[k].stat().st_size > 0 for k in ("markdown", "csv", "accuracy_vs_strategies", "tokens"))
