@@ -25,3 +25,16 @@ def test_planner_step_benchmark_short_mode(tiny_model, capsys):
     assert [r["variant"] for r in results] == ["label_head", "full_vocab"]
     assert all(r["peak_rss_mb"] > 0 and r["seconds"] > 0 for r in results)
     assert "memory vs full" in capsys.readouterr().out
+
+
+def test_gpu_smoke_script_short_mode_on_cpu(capsys):
+    import importlib.util
+
+    from tests.support.procs import REPO
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke", REPO / "scripts" / "gpu_smoke.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.main(["--device", "cpu", "--dtype", "float32", "--tiny", "--seconds", "0.3", "--contexts", "64",
+                         "--concurrency", "1,2", "--latency-n", "3"])
+    assert "| on | 64 |" in table and "| off | 64 |" in table and "batching on/off" in table

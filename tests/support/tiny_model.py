@@ -23,7 +23,9 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(path: Path, *, seed: int = 0) -> Path:
+def build_tiny_model(path: Path, *, seed: int = 0, **config: int) -> Path:
+    """Tokenizer trained in code + a random Qwen2 model; `config` overrides the architecture (e.g. the
+    Qwen2.5-0.5B sizes for the GPU smoke run)."""
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -43,10 +45,10 @@ def build_tiny_model(path: Path, *, seed: int = 0) -> Path:
     fast.chat_template = PLAIN_CHAT_TEMPLATE
     path.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(path)
-    config = Qwen2Config(vocab_size=len(fast), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
-                         tie_word_embeddings=True, eos_token_id=fast.eos_token_id, bos_token_id=None,
-                         pad_token_id=fast.pad_token_id)
+    arch = {"vocab_size": len(fast), "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64, "max_position_embeddings": 4096,
+            "tie_word_embeddings": True, **config}
+    config = Qwen2Config(**arch, eos_token_id=fast.eos_token_id, bos_token_id=None, pad_token_id=fast.pad_token_id)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     model.save_pretrained(path)
