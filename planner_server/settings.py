@@ -27,6 +27,7 @@ class PlannerSettings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="bearer token of /admin/* (unset = admin disabled)")
     watch_s: float | None = Field(None, gt=0, description="poll the checkpoint's `latest` pointer every N s")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1.0, description="vllm backend share of GPU memory")
+    prefix_caching: bool = Field(True, description="vllm backend: automatic prefix caching")
     prompted_url: str | None = Field(None, description="OpenAI-compatible base URL (prompted backend)")
     prompted_model: str | None = None
     prompted_api_key: SecretStr | None = None

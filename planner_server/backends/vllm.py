@@ -36,11 +36,15 @@ class VLLMBackend:
         resolved = resolve_planner(settings.model, settings.checkpoint, catalog)
         if resolved.adapter:
             raise ValueError("the vllm backend serves merged checkpoints; merge the LoRA adapter first")
+        from transformers import AutoConfig
+
+        model_limit = getattr(AutoConfig.from_pretrained(resolved.model), "max_position_embeddings", None)
+        max_len = min(x for x in (8192, settings.context_tokens + 2048, model_limit) if x)
         log.info("starting in-process vLLM for planner %s (%s)", resolved.model, resolved.version)
-        llm = LLM(model=resolved.model, enable_prefix_caching=True, logprobs_mode="processed_logprobs",
+        llm = LLM(model=resolved.model, enable_prefix_caching=settings.prefix_caching, logprobs_mode="processed_logprobs",
                   max_logprobs=max(20, len(catalog)), gpu_memory_utilization=settings.gpu_memory_utilization,
                   dtype="auto" if settings.dtype == "auto" else settings.dtype, enforce_eager=True,
-                  max_model_len=min(8192, settings.context_tokens + 2048))
+                  max_model_len=max_len)
         return cls(llm, catalog, version=resolved.version, context_tokens=settings.context_tokens)
 
     def encode(self, item: PlanItem) -> list[int]:

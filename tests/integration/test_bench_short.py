@@ -38,3 +38,14 @@ def test_gpu_smoke_script_short_mode_on_cpu(capsys):
     table = module.main(["--device", "cpu", "--dtype", "float32", "--tiny", "--seconds", "0.3", "--contexts", "64",
                          "--concurrency", "1,2", "--latency-n", "3"])
     assert "| on | 64 |" in table and "| off | 64 |" in table and "batching on/off" in table
+
+
+def test_planner_prefix_cache_benchmark_short_mode(tiny_model, capsys, monkeypatch, work_dir):
+    from loadtests import bench_planner_prefix_cache
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(work_dir / "vllm-prefix-bench"))
+    result = bench_planner_prefix_cache.main(["--model", str(tiny_model), "--episodes", "2", "--steps", "3",
+                                              "--step-words", "20"])
+    assert set(result["by_position"]) == {"on", "off"} and result["ratio"] > 0
+    assert "caching on" in capsys.readouterr().out
