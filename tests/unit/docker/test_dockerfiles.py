@@ -42,6 +42,7 @@ def test_non_root_and_health_checked(dockerfile):
     stages = set(re.findall(r"^FROM \S+ AS (\S+)", text, re.M))
     images = [f for f in re.findall(r"^FROM (\S+)", text, re.M) if f not in stages]
     assert images and all(":" in f and not f.endswith(":latest") for f in images), images
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2, "multi-stage build expected"
 
 
 def test_service_image_carries_no_torch():
