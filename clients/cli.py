@@ -56,7 +56,7 @@ def cmd_solve(a: argparse.Namespace) -> int:
     kw = {"max_steps": a.max_steps, "max_tokens_per_step": a.max_tokens_per_step, "temperature": a.temperature,
           "model": a.model}
     try:
-        with Client(a.url, timeout_s=a.timeout_s) as client:
+        with Client(a.url, timeout_s=a.timeout_s, api_key=a.api_key) as client:
             if a.json:
                 print(client.solve(a.question, **kw).model_dump_json(indent=2))
                 return 0
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--temperature", type=float, help="planner temperature (0 = argmax)")
     v.add_argument("--model", help="reasoner model id")
     v.add_argument("--timeout-s", type=float, default=900.0)
+    v.add_argument("--api-key", default=os.environ.get("RSIM_API_KEY"), help="client API key (env RSIM_API_KEY)")
     v.add_argument("--json", action="store_true", help="print the whole result as JSON (no streaming)")
     v.set_defaults(fn=cmd_solve)
 

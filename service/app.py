@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service.catalog import load_catalog
 from service.metrics import ServiceMetrics
@@ -15,7 +15,7 @@ from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner, make_session
 from service.routes import chat, feedback, health, solve
 from service.settings import ServiceSettings
-from service.state import ServiceState
+from service.state import ServiceState, require_api_key
 from service.traces import TraceStore
 from service.web import RequestIdMiddleware, install_error_handlers, install_health
 
@@ -25,6 +25,7 @@ log = logging.getLogger("rsim.service")
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     catalog = load_catalog(settings.catalog_path)
+    key_hashes = settings.api_key_hashes()  # a missing key file fails at start-up, not per request
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,7 +44,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             settings=settings, catalog=catalog, metrics=ServiceMetrics(), session=session, reasoner=reasoner,
             planner=planner, orchestrator=Orchestrator(planner, reasoner, catalog,
                                                        on_planner_down=settings.on_planner_down),
-            traces=traces)
+            traces=traces, api_key_hashes=key_hashes)
         try:
             yield
         finally:
@@ -55,8 +56,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     install_health(app)
-    app.include_router(solve.router)
-    app.include_router(chat.router)
+    authed = [Depends(require_api_key)]
+    app.include_router(solve.router, dependencies=authed)
+    app.include_router(chat.router, dependencies=authed)
+    app.include_router(feedback.router, dependencies=authed)
     app.include_router(health.router)
-    app.include_router(feedback.router)
     return app

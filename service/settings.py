@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,8 @@ class ServiceSettings(BaseSettings):
     keepalive_s: float = Field(10.0, gt=0, description="SSE keep-alive comment interval")
     max_connections: int = Field(1024, ge=1)
     catalog_path: Path | None = None
+    api_keys: SecretStr | None = Field(None, description="comma-separated client API keys (unset: no auth)")
+    api_keys_file: Path | None = Field(None, description="file with one client API key per line")
     traces: bool = Field(True, description="record every finished request's trace (opt-out: false)")
     trace_store: Path = Field(Path("~/.cache/rsim/traces.db"), description="SQLite file of the trace store")
 
@@ -43,6 +46,17 @@ class ServiceSettings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
+
+    def api_key_hashes(self) -> frozenset[str]:
+        """SHA-256 of every configured client key: only hashes are kept in memory."""
+        keys = []
+        if self.api_keys is not None:
+            keys += self.api_keys.get_secret_value().split(",")
+        if self.api_keys_file is not None:
+            if not self.api_keys_file.is_file():
+                raise ValueError(f"RSIM_API_KEYS_FILE not found: {self.api_keys_file}")
+            keys += self.api_keys_file.read_text().splitlines()
+        return frozenset(hashlib.sha256(k.strip().encode()).hexdigest() for k in keys if k.strip())
 
     def masked(self) -> dict:
         return {k: ("***" if isinstance(v, SecretStr) else v) for k, v in self.model_dump().items()

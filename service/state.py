@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ import aiohttp
 from fastapi import Depends, Request
 
 from service.catalog import Catalog
-from service.errors import ModelNotFound, NotReady
+from service.errors import ModelNotFound, NotReady, Unauthorized
 from service.metrics import ServiceMetrics
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner
@@ -40,6 +42,7 @@ class ServiceState:
     planner: HttpPlanner
     orchestrator: Orchestrator
     traces: TraceStore | None = None
+    api_key_hashes: frozenset[str] = frozenset()
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
 
@@ -94,6 +97,17 @@ def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
+
+
+def require_api_key(request: Request) -> None:
+    """Routes that spend reasoner time need a client key when keys are configured (401 otherwise)."""
+    hashes = request.app.state.rsim.api_key_hashes
+    if not hashes:
+        return
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    digest = hashlib.sha256(given.encode()).hexdigest()
+    if not given or not any(hmac.compare_digest(digest, h) for h in hashes):
+        raise Unauthorized("Incorrect or missing API key: send it as 'Authorization: Bearer <key>'")
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -80,3 +80,24 @@ def test_missing_required_setting_fails_fast(monkeypatch):
     monkeypatch.delenv("RSIM_REASONER_URL", raising=False)
     with pytest.raises(ValueError, match="reasoner_url"):
         create_app()
+
+
+async def test_api_keys_are_required_when_configured(fault_reasoner, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("key-from-file\n\n")
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, api_keys="k1,k2", api_keys_file=keys)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            missing = await c.get("/v1/models")
+            wrong = await c.get("/v1/models", headers={"Authorization": "Bearer nope"})
+            ok = [await c.get("/v1/models", headers={"Authorization": f"Bearer {k}"})
+                  for k in ("k1", "k2", "key-from-file")]
+            solve = await c.post("/solve", json={"question": "q"})
+            open_routes = [(await c.get(p)).status_code for p in ("/health", "/metrics", "/v1/strategies")]
+    assert missing.status_code == wrong.status_code == solve.status_code == 401
+    assert missing.json()["error"]["code"] == "invalid_api_key"
+    assert "nope" not in wrong.text and "k1" not in missing.text  # secrets never echoed
+    assert [r.status_code for r in ok] == [200, 200, 200]
+    assert open_routes == [200, 200, 200]
+    with pytest.raises(ValueError, match="RSIM_API_KEYS_FILE not found"):
+        create_app(ServiceSettings(reasoner_url=fault_reasoner.url, api_keys_file=tmp_path / "none.txt"))
