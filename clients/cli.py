@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         factory = "service.app:create_app"
         default_port = 8000
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT (up to --grace-s), then re-raises the signal to the
+    # handler that was there before it; a no-op one makes a drained stop a clean exit with code 0
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         uvicorn.run(factory, factory=True, host=a.host, port=a.port or default_port, log_level=a.log_level,
                     timeout_graceful_shutdown=a.grace_s)

@@ -16,12 +16,14 @@ from tests.support.procs import free_port, running, serve_cmd
 pytestmark = pytest.mark.slow
 
 
-def start_service(work_dir, reasoner_url: str, planner_url: str, name: str, **env: str):
+def start_service(work_dir, reasoner_url: str, planner_url: str, name: str, grace_s: float = 5, **env: str):
     port = free_port()
     settings = {"RSIM_REASONER_URL": reasoner_url, "RSIM_PLANNER_URL": planner_url, "RSIM_READ_TIMEOUT_S": "1",
                 "RSIM_MAX_STEPS": "2", "RSIM_RETRIES": "1", **env}
     ready = f"http://127.0.0.1:{port}/health"
-    return port, running(serve_cmd("service", port), ready_url=ready, log_path=work_dir / "logs" / f"{name}.log",
+    cmd = serve_cmd("service", port)
+    cmd[cmd.index("--grace-s") + 1] = str(grace_s)
+    return port, running(cmd, ready_url=ready, log_path=work_dir / "logs" / f"{name}.log",
                          env=settings)
 
 
@@ -148,3 +150,25 @@ def test_503_before_the_first_byte_is_retried(faulty, fault_reasoner):
                    headers={"X-Request-Id": rid}, timeout=20)
     assert r.status_code == 200 and r.json()["steps"][0]["text"] == "t0 t1 t2 "
     assert len([e for e in fake_log(fault_reasoner) if e["headers"].get("x-request-id") == rid]) == 2
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(fault_reasoner, tiny_planner, work_dir):
+    """SIGTERM: the service stops accepting, finishes the request in flight (≈10 s of streaming), exits 0."""
+    import concurrent.futures
+    import os
+    import signal as sig
+
+    port, ctx = start_service(work_dir, fault_reasoner.url, tiny_planner.url, "service-drain", grace_s=30,
+                              RSIM_MAX_STEPS="1")
+    with ctx as proc:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, f"http://127.0.0.1:{port}/solve",
+                                  json={"question": "q", "model": "slow", "max_tokens_per_step": 60}, timeout=60)
+            time.sleep(1.0)  # the request is now streaming from the reasoner
+            os.kill(proc.pid, sig.SIGTERM)
+            time.sleep(0.5)
+            with pytest.raises(httpx.ConnectError):  # no longer accepting
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            r = pending.result()
+        assert r.status_code == 200 and r.json()["steps"][0]["text"].startswith("t0 t1")
+        assert proc.wait(30) == 0
