@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 from service.catalog import load_catalog
+from service.limits import Limiter, LimitsMiddleware
 from service.metrics import ServiceMetrics
 from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
@@ -53,6 +54,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 traces.close()
 
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
+    if settings.rate_limit_rpm or settings.max_concurrent_per_client:
+        app.add_middleware(LimitsMiddleware, limiter=Limiter(settings.rate_limit_rpm, settings.max_concurrent_per_client))
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     install_health(app)

@@ -101,3 +101,36 @@ async def test_api_keys_are_required_when_configured(fault_reasoner, tmp_path):
     assert open_routes == [200, 200, 200]
     with pytest.raises(ValueError, match="RSIM_API_KEYS_FILE not found"):
         create_app(ServiceSettings(reasoner_url=fault_reasoner.url, api_keys_file=tmp_path / "none.txt"))
+
+
+async def test_per_client_rate_and_concurrency_limits(fault_reasoner):
+    import asyncio
+
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, rate_limit_rpm=2, read_timeout_s=1.0)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            body = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}
+            a = [await c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer A"})
+                 for _ in range(3)]
+            b = await c.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer B"})
+            health = await c.get("/health")
+    assert [r.status_code for r in a] == [200, 200, 429] and b.status_code == 200 and health.status_code == 200
+    assert a[0].headers["x-ratelimit-limit-requests"] == "2" and a[0].headers["x-ratelimit-remaining-requests"] == "1"
+    refused = a[2]
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded" and int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, max_concurrent_per_client=1, read_timeout_s=1.0,
+                               planner_url="http://127.0.0.1:9")
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            stalled = {"model": "rsim/stall", "messages": [{"role": "user", "content": "hi"}], "rsim": {"force":
+                                                                                                      "verification"}}
+            first = asyncio.ensure_future(c.post("/v1/chat/completions", json=stalled))
+            await asyncio.sleep(0.3)
+            second = await c.post("/v1/chat/completions", json=stalled)
+            first = await first
+            third = await c.post("/v1/chat/completions", json={"model": "ok", "messages": [
+                {"role": "user", "content": "hi"}]})
+    assert first.status_code == 504 and second.status_code == 429 and third.status_code == 200
+    assert second.json()["error"]["code"] == "concurrency_limit"
