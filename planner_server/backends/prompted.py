@@ -42,9 +42,12 @@ def logits_from_text(text: str, labels: list[str]) -> list[float]:
 
 
 class PromptedBackend:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, model: str, catalog: Catalog,
-                 api_key: str | None = None, constrain: bool = False):
+    def __init__(self, session: aiohttp.ClientSession | None, base_url: str, model: str, catalog: Catalog,
+                 api_key: str | None = None, constrain: bool = False, timeout_s: float = 30.0):
+        """`session=None`: one is opened on first use, inside the event loop (the backend may be built
+        in a worker thread, where aiohttp cannot open one)."""
         self.session, self.base_url, self.model, self.catalog = session, base_url.rstrip("/"), model, catalog
+        self.timeout_s = timeout_s
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.labels = [s.label for s in catalog.strategies]
         self.version = f"prompted:{model}"
@@ -52,17 +55,18 @@ class PromptedBackend:
 
     @classmethod
     def from_settings(cls, settings: PlannerSettings, catalog: Catalog) -> PromptedBackend:
-        session = make_session(connect_timeout_s=5, read_timeout_s=settings.request_timeout_s,
-                               request_timeout_s=settings.request_timeout_s, max_connections=256)
         key = settings.prompted_api_key.get_secret_value() if settings.prompted_api_key else None
-        return cls(session, settings.prompted_url or "", settings.prompted_model or "", catalog, key,
-                   settings.prompted_constrain)
+        return cls(None, settings.prompted_url or "", settings.prompted_model or "", catalog, key,
+                   settings.prompted_constrain, settings.request_timeout_s)
 
     async def one(self, item: PlanItem) -> list[float]:
         body = {"model": self.model, "max_tokens": 4, "temperature": 0.0, "logprobs": True, "top_logprobs": 20,
                 "messages": [{"role": "system", "content": SYSTEM},
                              {"role": "user", "content": planner_prompt(item.question, item.steps, self.catalog)}],
                 **self.extra}
+        if self.session is None:
+            self.session = make_session(connect_timeout_s=5, read_timeout_s=self.timeout_s,
+                                        request_timeout_s=self.timeout_s, max_connections=256)
         try:
             async with self.session.post(f"{self.base_url}/chat/completions", json=body, headers=self.headers) as r:
                 payload = await r.json(content_type=None)
@@ -81,7 +85,8 @@ class PromptedBackend:
         return list(await asyncio.gather(*(self.one(item) for item in items)))
 
     async def close(self) -> None:
-        await self.session.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 

@@ -53,3 +53,19 @@ async def test_prompted_backend_against_a_real_llm(tiny_reasoner):
     for row in logits:
         probs = softmax(row)
         assert len(probs) == 9 and sum(probs) == pytest.approx(1.0) and max(probs) > 1 / 9
+
+
+async def test_eval_prompting_method_runs_the_prompted_planner(tiny_reasoner, tmp_path):
+    import json
+
+    from clients.eval.datasets import load_dataset
+    from clients.eval.runner import EvalConfig, Runner
+
+    cfg = EvalConfig(reasoner_url=tiny_reasoner.url, reasoner_model="tiny-qwen2", out=tmp_path, max_steps=3,
+                     max_tokens_per_step=4, final_max_tokens=4, prompting_constrain=True)
+    async with Runner(cfg) as runner:
+        path = await runner.run("synthetic", load_dataset("synthetic", limit=2), "prompting")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 2 and all(r["error"] is None for r in records)
+    assert all(r["strategies"][-1] == "termination" and r["planner_calls"] >= 1 for r in records)
+    assert all(r["planner_version"] == "prompted:tiny-qwen2" for r in records)
