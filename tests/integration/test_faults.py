@@ -172,3 +172,32 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(fault_reasoner, tiny_pla
             r = pending.result()
         assert r.status_code == 200 and r.json()["steps"][0]["text"].startswith("t0 t1")
         assert proc.wait(30) == 0
+
+
+def test_planner_killed_and_restarted_recovers_within_5_s(fault_reasoner, tiny_model, work_dir):
+    """While the planner is down: 503 planner_unavailable; once it is back, answers again within 5 s."""
+    import os
+    import signal as sig
+
+    planner_port = free_port()
+    planner_cmd = serve_cmd("planner", planner_port)
+    planner_env = {"RSIM_PLANNER_MODEL": str(tiny_model), "RSIM_PLANNER_THREADS": "1"}
+    ready = f"http://127.0.0.1:{planner_port}/ready"
+    port, ctx = start_service(work_dir, fault_reasoner.url, f"http://127.0.0.1:{planner_port}", "service-restart")
+    url = f"http://127.0.0.1:{port}/solve"
+    body = {"question": "q", "model": "ok", "max_steps": 2}
+    with ctx:
+        with running(planner_cmd, ready_url=ready, log_path=work_dir / "logs" / "planner-restart-1.log",
+                     env=planner_env) as planner:
+            assert httpx.post(url, json=body, timeout=30).status_code == 200
+            os.killpg(planner.pid, sig.SIGKILL)  # killed, not stopped: its connections just vanish
+            planner.wait(10)
+            down = httpx.post(url, json=body, timeout=30)
+            assert down.status_code == 503 and down.json()["error"]["code"] == "planner_unavailable"
+        with running(planner_cmd, ready_url=ready, log_path=work_dir / "logs" / "planner-restart-2.log",
+                     env=planner_env):
+            back = time.monotonic()
+            while (r := httpx.post(url, json=body, timeout=30)).status_code != 200:
+                assert r.status_code == 503 and time.monotonic() - back < 5, r.text
+                time.sleep(0.1)
+            assert time.monotonic() - back < 5
