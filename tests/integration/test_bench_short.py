@@ -49,3 +49,14 @@ def test_planner_prefix_cache_benchmark_short_mode(tiny_model, capsys, monkeypat
                                               "--step-words", "20"])
     assert set(result["by_position"]) == {"on", "off"} and result["ratio"] > 0
     assert "caching on" in capsys.readouterr().out
+
+
+def test_soak_60_seconds_loses_nothing(tiny_model, work_dir):
+    """The CI version of the soak: 60 s, 64 clients, 5% injected reasoner faults."""
+    from loadtests import soak
+
+    report = soak.main(["--minutes", "1", "--concurrency", "64", "--fault-rate", "0.05", "--planner-model",
+                        str(tiny_model), "--logs", str(work_dir / "logs" / "soak")])
+    assert report["lost"] == 0 and report["duplicated"] == 0
+    assert report["answered"] > 0 and report["sent"] == report["answered"] + report["failed"]
+    assert set(report["failed_by_cause"]) <= {"502 upstream_error", "504 upstream_timeout"}
