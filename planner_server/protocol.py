@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner_server.decision import Decision
+
 MAX_QUESTION_CHARS = 100_000
 MAX_STEP_CHARS = 100_000
 
@@ -34,6 +36,14 @@ class PlanResponse(BaseModel):
     planner_version: str
     catalog_version: str
     latency_ms: float
+
+    @classmethod
+    def of(cls, decision: Decision, ids: list[str], *, planner_version: str, catalog_version: str,
+           latency_ms: float) -> PlanResponse:
+        """The wire answer of a decision over the catalog `ids` (in catalog order)."""
+        return cls(strategy=ids[decision.index], probabilities=dict(zip(ids, decision.probabilities, strict=True)),
+                   entropy=decision.entropy, planner_version=planner_version, catalog_version=catalog_version,
+                   latency_ms=latency_ms)
 
 
 class PlanBatchRequest(BaseModel):

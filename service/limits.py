@@ -43,26 +43,22 @@ class Limiter:
             if b.tokens < 1:
                 wait = math.ceil((1 - b.tokens) * 60 / rpm)
                 headers |= {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": f"{wait}s"}
-                raise _with(headers, wait, rpm)
+                raise overloaded(f"rate limit of {rpm} requests per minute reached", wait, "rate_limit_exceeded",
+                                 headers)
             b.tokens -= 1
             headers |= {"x-ratelimit-remaining-requests": str(int(b.tokens)),
                         "x-ratelimit-reset-requests": f"{math.ceil((rpm - b.tokens) * 60 / rpm)}s"}
         if self.max_concurrent and b.active >= self.max_concurrent:
             if rpm:
                 b.tokens += 1  # a refused request does not spend the budget
-            raise _concurrency(self.max_concurrent, headers)
+            raise overloaded(f"at most {self.max_concurrent} concurrent requests per client", 1, "concurrency_limit",
+                             headers)
         b.active += 1
         return b, headers
 
 
-def _with(headers: dict[str, str], wait: int, rpm: int) -> Overloaded:
-    e = Overloaded(f"rate limit of {rpm} requests per minute reached", retry_after_s=wait, code="rate_limit_exceeded")
-    e.headers |= headers
-    return e
-
-
-def _concurrency(limit: int, headers: dict[str, str]) -> Overloaded:
-    e = Overloaded(f"at most {limit} concurrent requests per client", retry_after_s=1, code="concurrency_limit")
+def overloaded(message: str, retry_after_s: int, code: str, headers: dict[str, str]) -> Overloaded:
+    e = Overloaded(message, retry_after_s=retry_after_s, code=code)
     e.headers |= headers
     return e
 

@@ -58,7 +58,6 @@ class HFBackend:
         self.model, self.tokenizer, self.catalog = model.eval(), tokenizer, catalog
         self.version, self.context_tokens = version, context_tokens
         self.label_ids = label_token_ids(tokenizer, catalog)
-        self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self._lock = threading.Lock()  # one forward at a time; the batcher already serialises
 

@@ -38,12 +38,10 @@ async def plan_one(state: PlannerState, req: PlanRequest, forbidden: list[int]) 
     logits = await batcher.submit(PlanItem(req.question, req.steps))
     d = decide(logits, temperature=req.temperature, forbidden=forbidden, seed=req.seed)
     elapsed = time.perf_counter() - t0
-    strategy = state.catalog.ids[d.index]
-    state.metrics.decisions.labels(strategy).inc()
+    state.metrics.decisions.labels(state.catalog.ids[d.index]).inc()
     state.metrics.latency.observe(elapsed)
-    return PlanResponse(strategy=strategy, probabilities=dict(zip(state.catalog.ids, d.probabilities, strict=True)),
-                        entropy=d.entropy, planner_version=state.backend.version if state.backend else "",
-                        catalog_version=state.catalog.version, latency_ms=elapsed * 1000)
+    return PlanResponse.of(d, state.catalog.ids, planner_version=state.backend.version if state.backend else "",
+                           catalog_version=state.catalog.version, latency_ms=elapsed * 1000)
 
 
 @router.post("/v1/plan", response_model=PlanResponse)

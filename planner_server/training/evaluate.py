@@ -35,10 +35,8 @@ class BackendPlanner:
 
         logits = (await self.backend.label_logits([PlanItem(req.question, req.steps)]))[0]
         d = decide(logits, temperature=req.temperature, forbidden=[self.catalog.index(s) for s in req.forbid])
-        return PlanResponse(strategy=self.catalog.ids[d.index],
-                            probabilities=dict(zip(self.catalog.ids, d.probabilities, strict=True)),
-                            entropy=d.entropy, planner_version=self.backend.version,
-                            catalog_version=self.catalog.version, latency_ms=0.0)
+        return PlanResponse.of(d, self.catalog.ids, planner_version=self.backend.version,
+                               catalog_version=self.catalog.version, latency_ms=0.0)
 
 
 async def evaluate(method: str, problems: list[Problem], *, reasoner_url: str, reasoner_model: str,

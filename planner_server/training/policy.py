@@ -75,10 +75,8 @@ class PolicyPlanner:
         d = decide(logits, temperature=self.temperature, forbidden=forbidden, rng=self.rng)
         logp = float(action_logp(torch.tensor([logits]), torch.tensor([d.index]), [forbidden], self.temperature))
         self.records[request_id or ""].append(Recorded(ids, d.index, forbidden, logp, d.probabilities))
-        return PlanResponse(strategy=self.catalog.ids[d.index],
-                            probabilities=dict(zip(self.catalog.ids, d.probabilities, strict=True)),
-                            entropy=d.entropy, planner_version=self.version, catalog_version=self.catalog.version,
-                            latency_ms=(time.perf_counter() - t0) * 1000)
+        return PlanResponse.of(d, self.catalog.ids, planner_version=self.version,
+                               catalog_version=self.catalog.version, latency_ms=(time.perf_counter() - t0) * 1000)
 
     def take(self, request_id: str) -> list[Recorded]:
         return self.records.pop(request_id, [])
