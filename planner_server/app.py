@@ -17,9 +17,12 @@ from planner_server.routes import admin, health, plan
 from planner_server.settings import PlannerSettings
 from planner_server.state import PlannerState
 from service.catalog import load_catalog
-from service.web import RequestIdMiddleware, install_error_handlers, install_health
+from service.web import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers, install_health
 
 log = logging.getLogger("rsim.planner")
+
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a plan request is a question and its steps: bounded well below this
 
 
 def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBackend | None = None) -> FastAPI:
@@ -66,6 +69,7 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
                 await state.backend.close()
 
     app = FastAPI(title="rsim planner", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     install_health(app)

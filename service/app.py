@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from service.catalog import load_catalog
 from service.limits import Limiter, LimitsMiddleware
@@ -18,7 +19,7 @@ from service.routes import chat, feedback, health, solve
 from service.settings import ServiceSettings
 from service.state import ServiceState, require_api_key
 from service.traces import TraceStore
-from service.web import RequestIdMiddleware, install_error_handlers, install_health
+from service.web import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers, install_health
 
 log = logging.getLogger("rsim.service")
 
@@ -56,6 +57,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
     if settings.rate_limit_rpm or settings.max_concurrent_per_client:
         app.add_middleware(LimitsMiddleware, limiter=Limiter(settings.rate_limit_rpm, settings.max_concurrent_per_client))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     install_health(app)
@@ -64,4 +66,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(chat.router, dependencies=authed)
     app.include_router(feedback.router, dependencies=authed)
     app.include_router(health.router)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = chat.document_chat_body(get_openapi(title=app.title, version=app.version,
+                                                                     routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

@@ -43,6 +43,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class PayloadTooLarge(RsimError):
+    status_code, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
 class Overloaded(RsimError):
     status_code, type, code = 429, "rate_limit_error", "overloaded"
 

@@ -34,6 +34,7 @@ class ServiceSettings(BaseSettings):
     retries: int = Field(2, ge=0, le=10, description="retries before the first byte (connect errors, 503)")
     keepalive_s: float = Field(10.0, gt=0, description="SSE keep-alive comment interval")
     max_connections: int = Field(1024, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
     catalog_path: Path | None = None
     api_keys: SecretStr | None = Field(None, description="comma-separated client API keys (unset: no auth)")
     api_keys_file: Path | None = Field(None, description="file with one client API key per line")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import NotReady, RsimError, error_envelope, validation_message
+from service.errors import NotReady, PayloadTooLarge, RsimError, error_envelope, validation_message
 
 log = logging.getLogger("rsim")
 
@@ -48,6 +48,57 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413 in the error envelope, on every route: at once
+    when `Content-Length` says so, else as the body streams in (chunked uploads are counted)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body over {self.max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                if v.isdigit() and int(v) > self.max_bytes:
+                    err = self.too_large()
+                    await JSONResponse(err.envelope(), status_code=err.status_code)(scope, receive, send)
+                    return
+                break
+        seen, over, answered = 0, False, False
+
+        async def counted() -> Message:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    over = True
+                    raise self.too_large()
+            return message
+
+        async def send_or_413(message: Message) -> None:
+            # once over the limit, whatever the app makes of the failed read becomes our 413
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start" and not answered:
+                answered = True
+                err = self.too_large()
+                await JSONResponse(err.envelope(), status_code=err.status_code)(scope, receive, send)
+
+        try:
+            await self.app(scope, counted, send_or_413)
+        except PayloadTooLarge:
+            if not answered:
+                await send_or_413({"type": "http.response.start"})
 
 
 def install_health(app: FastAPI) -> None:

@@ -23,7 +23,6 @@ from service.web import request_id
 router = APIRouter()
 log = logging.getLogger("rsim.chat")
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date"}
 
@@ -125,11 +124,23 @@ async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -
     return StreamingResponse(relay(), status_code=resp.status, headers=headers)
 
 
+def document_chat_body(openapi: dict[str, Any]) -> dict[str, Any]:
+    """The route reads its raw body (passthrough must stay byte-faithful and cheap), so FastAPI cannot
+    see its model: describe `ChatCompletionRequest` as the request body in the OpenAPI document."""
+    body = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(body.pop("$defs", {}))
+    schemas["ChatCompletionRequest"] = body
+    openapi["paths"]["/v1/chat/completions"]["post"]["requestBody"] = {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
+        "description": "An OpenAI chat request. `rsim/<model>` runs strategy injection (options under `rsim`); "
+                       "any other model is forwarded to the reasoner byte for byte."}
+    return openapi
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, state: State) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"request body over {MAX_BODY_BYTES} bytes")
+    raw = await request.body()  # bounded by BodyLimitMiddleware (RSIM_MAX_BODY_BYTES)
     try:
         body = json.loads(raw)
     except ValueError:

@@ -54,6 +54,26 @@ async def test_chat_bad_input(client, raw, param):
     assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize("path", ["/solve", "/v1/chat/completions", "/v1/feedback"])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_body_over_the_limit_is_413_on_every_route(fault_reasoner, path, chunked):
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, max_body_bytes=4096)
+    big = json.dumps({"model": "ok", "question": "q" * 5000, "messages": [{"role": "user", "content": "x"}]}).encode()
+
+    async def pieces():
+        for i in range(0, len(big), 1000):
+            yield big[i:i + 1000]
+
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            r = await c.post(path, content=pieces() if chunked else big, headers={"content-type": "application/json"})
+            small = await c.post("/solve", json={"question": "q", "max_steps": 0})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == {"message": "request body over 4096 bytes", "type": "invalid_request_error",
+                                 "param": None, "code": "payload_too_large"}
+    assert small.status_code == 400  # under the limit, validation as usual
+
+
 async def test_request_id_generated_and_planner_down_is_503(client):
     r = await client.post("/solve", json={"question": "q", "model": "ok"})
     assert r.status_code == 503 and r.json()["error"]["code"] == "planner_unavailable"
@@ -134,3 +154,12 @@ async def test_per_client_rate_and_concurrency_limits(fault_reasoner):
                 {"role": "user", "content": "hi"}]})
     assert first.status_code == 504 and second.status_code == 429 and third.status_code == 200
     assert second.json()["error"]["code"] == "concurrency_limit"
+
+
+async def test_openapi_documents_the_chat_body(client):
+    doc = (await client.get("/openapi.json")).json()
+    body = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    chat = doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert set(chat["required"]) == {"model", "messages"}
+    assert chat["properties"]["rsim"]["anyOf"][0]["$ref"] == "#/components/schemas/RsimOptions"
+    assert "RsimOptions" in doc["components"]["schemas"] and "ChatMessage" in doc["components"]["schemas"]
