@@ -39,7 +39,7 @@ class PlannerState:
         return self.batcher
 
 
-def get_state(request: Request) -> PlannerState:
+async def get_state(request: Request) -> PlannerState:
     return request.app.state.planner
 
 

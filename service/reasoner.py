@@ -49,18 +49,20 @@ def make_session(*, connect_timeout_s: float, read_timeout_s: float, request_tim
                                  skip_auto_headers=("User-Agent",))
 
 
-async def iter_sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """`data:` payloads of an SSE response, one per event."""
+async def iter_sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[list[str]]:
+    """`data:` payloads of an SSE response, grouped by network read: every event that arrived together
+    comes in one list, so a burst of tokens costs one pass through the layers above, not one per token."""
     buf = b""
     async for chunk in resp.content.iter_any():
         buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            line = line.rstrip(b"\r")
-            if line.startswith(b"data:"):
-                yield line[5:].strip().decode("utf-8")
+        if b"\n" not in chunk:
+            continue
+        *lines, buf = buf.split(b"\n")
+        datas = [line[5:].strip().decode("utf-8") for line in lines if line.startswith(b"data:")]
+        if datas:
+            yield datas
     if buf.startswith(b"data:"):
-        yield buf[5:].strip().decode("utf-8")
+        yield [buf[5:].strip().decode("utf-8")]
 
 
 def upstream_error_message(status: int, body: bytes) -> str:
@@ -142,26 +144,32 @@ class OpenAIReasoner:
         await self.raise_for_status(resp)
         done, finished = StepDone(finish_reason=None), False
         try:
-            async for data in iter_sse_data(resp):
-                if data == "[DONE]":
-                    finished = True
+            async for batch in iter_sse_data(resp):
+                texts = []
+                for data in batch:
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    try:
+                        event = json.loads(data)
+                    except ValueError as e:
+                        raise UpstreamError("reasoner sent a malformed stream event") from e
+                    if "error" in event:
+                        raise UpstreamError(f"reasoner stream error: {str(event['error'])[:300]}")
+                    usage = event.get("usage")
+                    if usage:
+                        done.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                        done.completion_tokens = int(usage.get("completion_tokens") or 0)
+                    for choice in event.get("choices") or ():
+                        text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                        if text:
+                            texts.append(text)
+                        if choice.get("finish_reason"):
+                            done.finish_reason = choice["finish_reason"]
+                if texts:
+                    yield "".join(texts)
+                if finished:
                     break
-                try:
-                    event = json.loads(data)
-                except ValueError as e:
-                    raise UpstreamError("reasoner sent a malformed stream event") from e
-                if "error" in event:
-                    raise UpstreamError(f"reasoner stream error: {str(event['error'])[:300]}")
-                usage = event.get("usage")
-                if usage:
-                    done.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                    done.completion_tokens = int(usage.get("completion_tokens") or 0)
-                for choice in event.get("choices") or []:
-                    text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield text
-                    if choice.get("finish_reason"):
-                        done.finish_reason = choice["finish_reason"]
         except asyncio.TimeoutError as e:
             raise UpstreamTimeout("reasoner stalled past the read timeout") from e
         except aiohttp.ClientPayloadError as e:

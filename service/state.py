@@ -92,14 +92,14 @@ class ServiceState:
                              force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter)
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.rsim
 
 
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """Routes that spend reasoner time need a client key when keys are configured (401 otherwise)."""
     hashes = request.app.state.rsim.api_key_hashes
     if not hashes:
