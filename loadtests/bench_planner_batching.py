@@ -24,7 +24,7 @@ from tests.support.procs import free_port, running, serve_cmd
 
 QUESTION = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?"
 STEPS = [{"strategy": "decomposition", "text": "In April she sold 48 clips. In May she sold half as many."},
-         {"strategy": "calculation", "text": "Half of 48 is 24, so in May she sold 24 clips."}]
+         {"strategy": "verification", "text": "Half of 48 is 24, so in May she sold 24 clips."}]
 
 
 def ceiling(model: str, threads: int, batch: int, repeats: int) -> dict:

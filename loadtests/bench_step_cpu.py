@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-steps", type=int, default=4)
     p.add_argument("--tokens", type=int, default=16, help="tokens per step, streamed one per chunk")
     p.add_argument("--ttft-ms", type=float, default=20.0)
+    p.add_argument("--tokens-per-s", type=float, default=0.0, help="0: a step's tokens arrive together")
     p.add_argument("--short", action="store_true")
     p.add_argument("--logs", type=Path, default=Path(".work/bench-logs/step-cpu"))
     p.add_argument("--out", type=Path)
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     levels = [int(x) for x in a.concurrency.split(",")]
     kinds = bodies(a.max_steps, a.tokens)
     with contextlib.ExitStack() as es:
-        sim = es.enter_context(stack.sim_reasoner(a.logs, ttft_ms=a.ttft_ms, tokens=a.tokens, tokens_per_s=2000))
+        sim = es.enter_context(stack.sim_reasoner(a.logs, ttft_ms=a.ttft_ms, tokens=a.tokens,
+                                                  tokens_per_s=a.tokens_per_s))
         planner = es.enter_context(stack.sim_planner(a.logs))
         rsim = es.enter_context(stack.rsim_service(a.logs, sim.url, planner.url))
         # every request takes exactly max_steps steps: checked, not assumed

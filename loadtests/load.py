@@ -52,7 +52,8 @@ def service_stack(a: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
             es.enter_context(running(serve_cmd("planner", port), ready_url=f"{planner_url}/ready",
                                      log_path=a.logs / "planner.log", timeout_s=300,
                                      env={"RSIM_PLANNER_MODEL": a.planner, "RSIM_PLANNER_QUEUE_SIZE": "4096"}))
-        service = es.enter_context(stack.rsim_service(a.logs, reasoner_url, planner_url))
+        service = es.enter_context(stack.rsim_service(a.logs, reasoner_url, planner_url,
+                                                      env={"RSIM_FINAL_MAX_TOKENS": str(a.max_tokens)}))
         yield service.url, service.api_key
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.protocol import SolveResponse
 
@@ -26,6 +28,9 @@ class ServiceMetrics:
         self.steps_per_request = Histogram("rsim_steps_per_request", "Steps per request",
                                            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), registry=r)
         self.degraded = Counter("rsim_degraded", "Requests answered without the planner", registry=r)
+        # read at scrape time on the event loop: a number that only grows is a leaked task
+        Gauge("rsim_event_loop_tasks", "Tasks alive on the service's event loop", registry=r).set_function(
+            lambda: len(asyncio.all_tasks()))
         self.traces_dropped = Counter("rsim_traces_dropped", "Traces not recorded: the store's queue was full",
                                       registry=r)
 

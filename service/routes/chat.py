@@ -132,7 +132,8 @@ def document_chat_body(openapi: dict[str, Any]) -> dict[str, Any]:
     schemas.update(body.pop("$defs", {}))
     schemas["ChatCompletionRequest"] = body
     openapi["paths"]["/v1/chat/completions"]["post"]["requestBody"] = {
-        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
         "description": "An OpenAI chat request. `rsim/<model>` runs strategy injection (options under `rsim`); "
                        "any other model is forwarded to the reasoner byte for byte."}
     return openapi

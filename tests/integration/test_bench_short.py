@@ -60,3 +60,63 @@ def test_soak_60_seconds_loses_nothing(tiny_model, work_dir):
     assert report["lost"] == 0 and report["duplicated"] == 0
     assert report["answered"] > 0 and report["sent"] == report["answered"] + report["failed"]
     assert set(report["failed_by_cause"]) <= {"502 upstream_error", "504 upstream_timeout"}
+
+
+def test_passthrough_benchmark_short_mode(tmp_path, capsys):
+    from loadtests import bench_passthrough
+
+    results = bench_passthrough.main(["--short", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "p.json")])
+    assert set(results["targets"]) == {"direct", "bare", "rsim"}  # the peers only with --peers
+    for per in results["targets"].values():
+        for c in (1, 8):
+            r = per[c]
+            assert r["requests"] > 0 and r["errors"] == 0 and r["p50_ms"] >= 50 and r["ttfc_p50_ms"] >= 50
+    assert results["targets"]["rsim"][1]["cpu_ms_per_req"] > 0
+    assert "rsim ceiling / bare ceiling" in results["ratios"] and "ceilings" in capsys.readouterr().out
+
+
+def test_step_cpu_benchmark_short_mode(tmp_path, capsys):
+    from loadtests import bench_step_cpu
+
+    results = bench_step_cpu.main(["--short", "--logs", str(tmp_path / "logs")])
+    assert results["max_steps"] == 4
+    for per in results["levels"].values():
+        assert set(per) == {"solve", "chat_stream", "passthrough"}
+        assert all(r["requests"] > 0 and r["errors"] == 0 and r["cpu_ms_per_step"] > 0 for r in per.values())
+    assert "service CPU per reasoning step" in capsys.readouterr().out
+
+
+def test_planner_batching_benchmark_short_mode(tiny_model, tmp_path, capsys):
+    from loadtests import bench_planner_batching
+
+    results = bench_planner_batching.main(["--model", str(tiny_model), "--short", "--threads", "1",
+                                           "--logs", str(tmp_path / "logs")])
+    assert results["ceiling"]["ratio"] > 0 and results["ceiling"]["prompt_tokens"] > 100
+    for level in results["levels"].values():
+        assert level["on"]["requests"] > 0 and level["off"]["requests"] > 0 and level["ratio"] > 0
+        assert level["on"]["errors"] == level["off"]["errors"] == 0
+    assert "micro-batching at concurrency 8" in capsys.readouterr().out
+
+
+def test_stepwise_benchmark_short_mode(tiny_model, tmp_path, capsys):
+    from loadtests import bench_stepwise
+
+    results = bench_stepwise.main(["--model", str(tiny_model), "--short", "--logs", str(tmp_path / "logs")])
+    for mode in ("on", "off"):
+        r = results["modes"][mode]
+        assert r["requests"] == 1 and r["steps"] == 2 and r["tokens"] > 0 and r["ratio"] > 0
+    assert "prefix caching on" in capsys.readouterr().out
+
+
+def test_locust_headless_runner_short_mode(tmp_path):
+    from loadtests import load
+
+    result = load.main(["--short", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "load.json")])
+    endpoints = result["endpoints"]
+    assert set(endpoints) == {"/solve", "/v1/chat/completions", "/v1/chat/completions [stream]"}
+    for name, e in endpoints.items():
+        assert e["requests"] > 0 and e["failures"] == 0 and e["error_rate"] == 0.0, (name, result["failures"])
+        assert e["p50_ms"] <= e["p95_ms"] <= e["p99_ms"] and e["req_s"] > 0
+    stream = endpoints["/v1/chat/completions [stream]"]
+    assert 0 < stream["ttft_p50_ms"] < stream["p50_ms"]  # the strategy's text comes before the reasoner's
+    assert (tmp_path / "load.json").is_file()

@@ -201,3 +201,33 @@ def test_planner_killed_and_restarted_recovers_within_5_s(fault_reasoner, tiny_m
                 assert r.status_code == 503 and time.monotonic() - back < 5, r.text
                 time.sleep(0.1)
             assert time.monotonic() - back < 5
+
+
+def loop_tasks(base: str) -> int:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith("rsim_event_loop_tasks "))))
+
+
+def test_no_task_outlives_its_faulty_request(faulty):
+    """Every fault, many times at once; afterwards the service's event loop is back to its idle tasks."""
+    import concurrent.futures
+
+    idle = loop_tasks(faulty)
+    faults = ["rsim/fail-500", "rsim/fail-429", "rsim/stall", "rsim/drop", "rsim/malformed", "fail-500", "drop"]
+
+    def one(model: str, stream: bool) -> int:
+        body = {"model": model, "messages": [{"role": "user", "content": "q"}], "stream": stream}
+        try:
+            with httpx.stream("POST", f"{faulty}/v1/chat/completions", json=body, timeout=30) as r:
+                r.read()
+                return r.status_code
+        except httpx.HTTPError:
+            return -1  # a dropped passthrough stream may surface as a broken response: that is the fault
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda a: one(*a), [(m, s) for m in faults for s in (False, True)] * 3))
+    assert len(statuses) == len(faults) * 2 * 3
+    deadline = time.monotonic() + 10
+    while (now := loop_tasks(faulty)) > idle and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert now <= idle, f"{now} tasks alive after the faults, {idle} before"
