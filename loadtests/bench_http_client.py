@@ -17,54 +17,14 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
 
-import aiohttp
-
+from loadtests.loadgen import cpu_seconds, load, pct
 from tests.support.procs import free_port, running
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}).encode()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-async def load(url: str, concurrency: int, seconds: float) -> tuple[list[float], int]:
-    """`concurrency` workers, each with its own single connection, for `seconds`."""
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal errors
-        conn = aiohttp.TCPConnector(limit=1)
-        async with aiohttp.ClientSession(connector=conn) as s:
-            while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
-                try:
-                    async with s.post(url, data=BODY, headers={"content-type": "application/json"}) as r:
-                        await r.read()
-                        ok = r.status == 200
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -106,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
                 for name in order:
                     url, pid = targets[name]
                     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-                    lat, err = asyncio.run(load(url, c, a.seconds))
+                    sample = asyncio.run(load(url, BODY, concurrency=c, seconds=a.seconds))
+                    lat, err = sample.latencies, sample.errors
                     s = samples[name][c]
                     s["secs"] += time.perf_counter() - t0
                     s["cpu"] += cpu_seconds(pid) - cpu0

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
             cmd = vllm_cmd(Path(a.model), port, "reasoner") + ["--enable-prefix-caching" if mode == "on"
                                                                   else "--no-enable-prefix-caching"]
             es.enter_context(running(cmd, ready_url=f"http://127.0.0.1:{port}/v1/models", timeout_s=600,
-                                     log_path=a.logs / f"vllm-{mode}.log", env=vllm_env(a.logs / f"tmp-{mode}")))
+                                     log_path=a.logs / f"vllm-{mode}.log",
+                                     env=vllm_env(Path(es.enter_context(stack.vllm_tmp())))))
             url = f"http://127.0.0.1:{port}"
             service = es.enter_context(stack.rsim_service(a.logs / mode, url, planner.url,
                                                           env={"RSIM_FINAL_MAX_TOKENS": str(a.tokens),

@@ -42,7 +42,7 @@ def service_stack(a: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
             port = free_port()
             es.enter_context(running(vllm_cmd(Path(a.model), port, a.model_name), timeout_s=600,
                                      ready_url=f"http://127.0.0.1:{port}/v1/models", log_path=a.logs / "vllm.log",
-                                     env=vllm_env(a.logs / "vllm-tmp")))
+                                     env=vllm_env(Path(es.enter_context(stack.vllm_tmp())))))
             reasoner_url = f"http://127.0.0.1:{port}"
         if a.planner == "sim":
             planner_url = es.enter_context(stack.sim_planner(a.logs)).url

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import secrets
+import tempfile
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,11 @@ class Target:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+def vllm_tmp() -> tempfile.TemporaryDirectory:
+    """A TMPDIR for a vLLM server: its IPC socket paths live there and must stay under 107 bytes."""
+    return tempfile.TemporaryDirectory(prefix="rsim-vllm-")
 
 
 def peer_installed(name: str) -> bool:
