@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from loadtests.loadgen import cpu_seconds, load, pct
+from loadtests.loadgen import cpu_seconds, load, pct, save
 from tests.support.procs import free_port, running
 
 BODY = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}).encode()
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
             ratio = r["req_s"] / results["httpx"][c]["req_s"] if results["httpx"][c]["req_s"] else float("nan")
             print(f"{name:8} {c:>5} {r['req_s']:>8.1f} {r['p50_ms']:>8.2f} {added:>8.2f} {r['p99_ms']:>8.1f} "
                   f"{r['cpu_ms_per_req']:>10.2f} {ratio:>14.2f}")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(results, indent=2))
+    save(results, a.out)
     return results
 
 

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from loadtests import stack
-from loadtests.loadgen import Sample, load
+from loadtests.loadgen import Sample, load, save
 
 BODY = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}).encode()
 STREAM_BODY = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8,
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
                   [x for x in a.peers.split(",") if x], a.ttft_ms, a.logs)
     results["ratios"] = ratios(results)
     print(report(results))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(results, indent=2))
+    save(results, a.out)
     return results
 
 

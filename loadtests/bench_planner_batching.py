@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from loadtests.loadgen import Sample, load
+from loadtests.loadgen import Sample, load, save
 from tests.support.procs import free_port, running, serve_cmd
 
 QUESTION = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?"
@@ -99,9 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     top = max(levels)
     print(f"micro-batching at concurrency {top}: {results['levels'][top]['ratio']:.2f}× "
           f"(hardware ceiling for batch {top}: {hw['ratio']:.2f}×)")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(results, indent=2))
+    save(results, a.out)
     return results
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from loadtests import stack
-from loadtests.loadgen import Sample, load
+from loadtests.loadgen import Sample, load, save
 
 QUESTION = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?"
 
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     worst = max(results["levels"][c][k]["cpu_ms_per_step"] for c in levels for k in ("solve", "chat_stream"))
     results["worst_cpu_ms_per_step"] = worst
     print(f"service CPU per reasoning step, worst level and kind: {worst:.2f} ms (target ≤ 1 ms)")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(results, indent=2))
+    save(results, a.out)
     return results
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from loadtests import stack
+from loadtests.loadgen import save
 from tests.support.procs import free_port, running, vllm_cmd, vllm_env
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?",
@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['ratio']:>6.3f}")
     print(f"step-wise / one-shot with prefix caching on: {results['modes']['on']['ratio']:.3f} (target ≤ 1.05), "
           f"off: {results['modes']['off']['ratio']:.3f}")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(results, indent=2))
+    save(results, a.out)
     return results
 
 

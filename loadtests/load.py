@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from loadtests import stack
+from loadtests.loadgen import save
 from tests.support.procs import REPO, free_port, running, serve_cmd, vllm_cmd, vllm_env
 
 ENDPOINTS = ("solve", "chat", "chat_stream")
@@ -133,9 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = run_locust(url, key, a)
     result["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
     print(json.dumps(result, indent=2))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2))
+    save(result, a.out)
     return result
 
 

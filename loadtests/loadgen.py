@@ -5,6 +5,7 @@ every answered request and, for streams, the time to the first chunk."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,13 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (and its reaped children) so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime, stime, cutime, cstime
+
+
+def save(results: dict, path: Path | None) -> None:
+    """Write a benchmark's results as JSON when `--out` was given."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
+from loadtests.loadgen import save
 from tests.support.procs import free_port, running, serve_cmd
 
 
@@ -79,9 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
                  log_path=a.logs / "service.log", env=env):
         report = asyncio.run(soak(f"http://127.0.0.1:{service}", a.minutes * 60, a.concurrency, a.timeout_s))
     print(json.dumps(report, indent=2))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(report, indent=2))
+    save(report, a.out)
     return report
 
 
