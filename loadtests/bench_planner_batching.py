@@ -19,8 +19,8 @@ import json
 import time
 from pathlib import Path
 
+from loadtests import stack
 from loadtests.loadgen import Sample, load, save
-from tests.support.procs import free_port, running, serve_cmd
 
 QUESTION = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?"
 STEPS = [{"strategy": "decomposition", "text": "In April she sold 48 clips. In May she sold half as many."},
@@ -74,13 +74,11 @@ def main(argv: list[str] | None = None) -> dict:
     with contextlib.ExitStack() as es:
         servers = {}
         for name, max_batch, wait_ms in (("on", max(levels), 5), ("off", 1, 0)):
-            port = free_port()
-            env = {"RSIM_PLANNER_MODEL": a.model, "RSIM_PLANNER_THREADS": str(a.threads), "RSIM_PLANNER_DEVICE": "cpu",
+            env = {"RSIM_PLANNER_THREADS": str(a.threads), "RSIM_PLANNER_DEVICE": "cpu",
                    "RSIM_PLANNER_MAX_BATCH": str(max_batch), "RSIM_PLANNER_MAX_WAIT_MS": str(wait_ms),
                    "RSIM_PLANNER_QUEUE_SIZE": "1024", "RSIM_PLANNER_REQUEST_TIMEOUT_S": "600"}
-            proc = es.enter_context(running(serve_cmd("planner", port), ready_url=f"http://127.0.0.1:{port}/ready",
-                                            log_path=a.logs / f"planner-{name}.log", env=env, timeout_s=300))
-            servers[name] = (f"http://127.0.0.1:{port}/v1/plan", proc.pid)
+            planner = es.enter_context(stack.planner_server(a.logs, a.model, name=f"planner-{name}", env=env))
+            servers[name] = (f"{planner.url}/v1/plan", planner.pid)
         samples = {n: {c: Sample() for c in levels} for n in servers}
         for rnd in range(a.rounds):
             for c in levels:

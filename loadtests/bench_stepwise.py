@@ -24,7 +24,6 @@ import httpx
 
 from loadtests import stack
 from loadtests.loadgen import save
-from tests.support.procs import free_port, running, vllm_cmd, vllm_env
 
 QUESTIONS = ["Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?",
              "A train travels 60 km in 45 minutes. What is its average speed in km per hour?"]
@@ -68,13 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         planner = es.enter_context(stack.sim_planner(a.logs))
         targets = {}
         for mode in ("on", "off"):
-            port = free_port()
-            cmd = vllm_cmd(Path(a.model), port, "reasoner") + ["--enable-prefix-caching" if mode == "on"
-                                                                  else "--no-enable-prefix-caching"]
-            es.enter_context(running(cmd, ready_url=f"http://127.0.0.1:{port}/v1/models", timeout_s=600,
-                                     log_path=a.logs / f"vllm-{mode}.log",
-                                     env=vllm_env(Path(es.enter_context(stack.vllm_tmp())))))
-            url = f"http://127.0.0.1:{port}"
+            flag = "--enable-prefix-caching" if mode == "on" else "--no-enable-prefix-caching"
+            url = es.enter_context(stack.vllm_reasoner(a.logs, a.model, name=f"vllm-{mode}", extra_args=[flag])).url
             service = es.enter_context(stack.rsim_service(a.logs / mode, url, planner.url,
                                                           env={"RSIM_FINAL_MAX_TOKENS": str(a.tokens),
                                                                "RSIM_STEP_DELIMITER": a.delimiter}))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from loadtests import stack
 from loadtests.loadgen import save
-from tests.support.procs import REPO, free_port, running, serve_cmd, vllm_cmd, vllm_env
+from tests.support.procs import REPO
 
 ENDPOINTS = ("solve", "chat", "chat_stream")
 
@@ -40,19 +40,11 @@ def service_stack(a: argparse.Namespace) -> Iterator[tuple[str, str | None]]:
                                                            tokens_per_s=a.tokens_per_s, fault_rate=a.fault_rate))
             reasoner_url = reasoner.url
         else:
-            port = free_port()
-            es.enter_context(running(vllm_cmd(Path(a.model), port, a.model_name), timeout_s=600,
-                                     ready_url=f"http://127.0.0.1:{port}/v1/models", log_path=a.logs / "vllm.log",
-                                     env=vllm_env(Path(es.enter_context(stack.vllm_tmp())))))
-            reasoner_url = f"http://127.0.0.1:{port}"
+            reasoner_url = es.enter_context(stack.vllm_reasoner(a.logs, a.model, served_name=a.model_name)).url
         if a.planner == "sim":
             planner_url = es.enter_context(stack.sim_planner(a.logs)).url
         else:
-            port = free_port()
-            planner_url = f"http://127.0.0.1:{port}"
-            es.enter_context(running(serve_cmd("planner", port), ready_url=f"{planner_url}/ready",
-                                     log_path=a.logs / "planner.log", timeout_s=300,
-                                     env={"RSIM_PLANNER_MODEL": a.planner, "RSIM_PLANNER_QUEUE_SIZE": "4096"}))
+            planner_url = es.enter_context(stack.planner_server(a.logs, a.planner)).url
         service = es.enter_context(stack.rsim_service(a.logs, reasoner_url, planner_url,
                                                       env={"RSIM_FINAL_MAX_TOKENS": str(a.max_tokens)}))
         yield service.url, service.api_key

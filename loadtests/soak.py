@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections import Counter
@@ -19,11 +18,12 @@ from pathlib import Path
 
 import aiohttp
 
+from loadtests import stack
 from loadtests.loadgen import save
-from tests.support.procs import free_port, running, serve_cmd
 
 
-async def client(url: str, stop_at: float, sent: list[str], outcomes: dict[str, list[str]], timeout_s: float) -> None:
+async def client(url: str, stop_at: float, sent: list[str], outcomes: dict[str, list[str]], timeout_s: float,
+                 headers: dict[str, str]) -> None:
     conn = aiohttp.TCPConnector(limit=1)  # one connection per client, as a real fleet would have
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
         while time.monotonic() < stop_at:
@@ -31,7 +31,7 @@ async def client(url: str, stop_at: float, sent: list[str], outcomes: dict[str, 
             sent.append(rid)
             body = {"question": "What is 3 + 4?", "max_steps": 3, "max_tokens_per_step": 8}
             try:
-                async with s.post(url, json=body, headers={"X-Request-Id": rid}) as r:
+                async with s.post(url, json=body, headers={**headers, "X-Request-Id": rid}) as r:
                     payload = await r.json(content_type=None)
                     if r.status == 200 and payload.get("id") == rid:
                         cause = "answered"
@@ -44,11 +44,12 @@ async def client(url: str, stop_at: float, sent: list[str], outcomes: dict[str, 
             outcomes.setdefault(rid, []).append(cause)
 
 
-async def soak(service_url: str, seconds: float, concurrency: int, timeout_s: float) -> dict:
+async def soak(service_url: str, seconds: float, concurrency: int, timeout_s: float,
+               headers: dict[str, str]) -> dict:
     sent: list[str] = []
     outcomes: dict[str, list[str]] = {}
     stop_at = time.monotonic() + seconds
-    await asyncio.gather(*(client(f"{service_url}/solve", stop_at, sent, outcomes, timeout_s)
+    await asyncio.gather(*(client(f"{service_url}/solve", stop_at, sent, outcomes, timeout_s, headers)
                            for _ in range(concurrency)))
     causes = Counter(c for cs in outcomes.values() for c in cs)
     return {"sent": len(sent), "answered": causes.pop("answered", 0), "failed": sum(causes.values()),
@@ -67,18 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--logs", type=Path, default=Path(".work/soak-logs"))
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
-    sim, planner, service = free_port(), free_port(), free_port()
-    env = {"RSIM_REASONER_URL": f"http://127.0.0.1:{sim}/v1", "RSIM_PLANNER_URL": f"http://127.0.0.1:{planner}",
-           "RSIM_TRACES": "false", "RSIM_PLANNER_MODEL": a.planner_model, "RSIM_PLANNER_QUEUE_SIZE": "4096",
-           "RSIM_PLANNER_THREADS": "1"}
-    with running([sys.executable, "-m", "loadtests.sim_reasoner", "--port", str(sim), "--delay-ms", "20",
-                  "--tokens", "8", "--fault-rate", str(a.fault_rate)], ready_url=f"http://127.0.0.1:{sim}/v1/models",
-                 log_path=a.logs / "sim.log"), \
-         running(serve_cmd("planner", planner), ready_url=f"http://127.0.0.1:{planner}/ready",
-                 log_path=a.logs / "planner.log", env=env), \
-         running(serve_cmd("service", service), ready_url=f"http://127.0.0.1:{service}/ready",
-                 log_path=a.logs / "service.log", env=env):
-        report = asyncio.run(soak(f"http://127.0.0.1:{service}", a.minutes * 60, a.concurrency, a.timeout_s))
+    with stack.sim_reasoner(a.logs, ttft_ms=20, tokens=8, fault_rate=a.fault_rate) as sim, \
+         stack.planner_server(a.logs, a.planner_model, env={"RSIM_PLANNER_THREADS": "1"}) as planner, \
+         stack.rsim_service(a.logs, sim.url, planner.url) as service:
+        report = asyncio.run(soak(service.url, a.minutes * 60, a.concurrency, a.timeout_s, service.headers))
     print(json.dumps(report, indent=2))
     save(report, a.out)
     return report

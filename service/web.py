@@ -66,12 +66,13 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for k, v in scope.get("headers", ()):
-            if k == b"content-length":
-                if v.isdigit() and int(v) > self.max_bytes:
+            if k == b"content-length" and v.isdigit():
+                if int(v) > self.max_bytes:
                     err = self.too_large()
                     await JSONResponse(err.envelope(), status_code=err.status_code)(scope, receive, send)
-                    return
-                break
+                else:  # the server holds the body to its declared length: nothing to count
+                    await self.app(scope, receive, send)
+                return
         seen, over, answered = 0, False, False
 
         async def counted() -> Message:
