@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -35,10 +36,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         for key, value in (("MODEL", a.model), ("CHECKPOINT", a.checkpoint), ("BACKEND", a.backend)):
             if value:
                 os.environ[f"RSIM_PLANNER_{key}"] = value
-        factory = "planner_server.app:create_app"
+        from planner_server.app import create_app
         default_port = 8001
     else:
-        factory = "service.app:create_app"
+        from service.app import create_app
         default_port = 8000
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvicorn drains in-flight requests on SIGTERM/SIGINT (up to --grace-s), then re-raises the signal to the
@@ -46,7 +47,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     try:
-        uvicorn.run(factory, factory=True, host=a.host, port=a.port or default_port, log_level=a.log_level,
+        app = create_app()
+        gc.freeze()  # modules and the app live as long as the process: keep the collector's passes off them
+        uvicorn.run(app, host=a.host, port=a.port or default_port, log_level=a.log_level,
+                    access_log=logging.getLevelName(a.log_level.upper()) <= logging.INFO,
                     timeout_graceful_shutdown=a.grace_s)
     except Exception as e:  # settings errors: say which variable, not a traceback
         err.print(f"[red]error:[/] {e}")

@@ -1,8 +1,9 @@
 """Benchmarks 1 and 2: what does putting a proxy in front of a reasoner cost?
 
 Targets, all in front of the same simulated reasoner (50 ms per answer, 8 tokens): `direct` (the
-simulator itself), `bare` (a 30-line FastAPI + aiohttp passthrough: the floor), `rsim` (the service's
-passthrough, API keys on) and, with `--peers`, `optillm` (`--approach none`) and `litellm` (the proxy,
+simulator itself), `asgi` (a passthrough in plain ASGI on an aiohttp session: the least any Python proxy
+on uvicorn spends), `bare` (the same as a 30-line FastAPI app: the floor the issue names), `rsim` (the
+service's passthrough, API keys on) and, with `--peers`, `optillm` (`--approach none`) and `litellm` (the proxy,
 one worker, no database), each from its own venv (`bash loadtests/install_peers.sh`). Every round visits
 every concurrency level and, within it, every target in a fresh random order, so machine drift hits all
 alike. Per target and level: req/s, p50/p99, p50 added over direct, the proxy's CPU per request, and
@@ -44,7 +45,8 @@ def run(levels: list[int], rounds: int, seconds: float, stream_seconds: float, p
             sys.exit(f"{p} is not installed under {stack.PEERS_DIR}: run `bash loadtests/install_peers.sh {p}`")
     with contextlib.ExitStack() as es:
         sim = es.enter_context(stack.sim_reasoner(logs, ttft_ms=ttft_ms, tokens=8))
-        targets = [sim, es.enter_context(stack.bare_passthrough(logs, sim.url)),
+        targets = [sim, es.enter_context(stack.bare_passthrough(logs, sim.url, framework=False)),
+                   es.enter_context(stack.bare_passthrough(logs, sim.url)),
                    es.enter_context(stack.rsim_service(logs, sim.url, planner_url="http://127.0.0.1:9")),
                    *(es.enter_context(getattr(stack, p)(logs, sim.url)) for p in peers)]
         plain = {t.name: {c: Sample() for c in levels} for t in targets}
@@ -85,7 +87,10 @@ def ratios(results: dict) -> dict[str, float]:
     levels = sorted(k for k in t["rsim"] if isinstance(k, int))
     out["rsim added p50 ms at concurrency 1"] = t["rsim"][levels[0]]["added_p50_ms"]
     out["rsim CPU ms per request (worst level)"] = max(t["rsim"][c]["cpu_ms_per_req"] for c in levels)
-    for peer in ("bare", "optillm", "litellm", "direct"):
+    out["asgi floor CPU ms per request at concurrency 1"] = t["asgi"][levels[0]]["cpu_ms_per_req"]
+    out["rsim CPU per request / asgi floor's at concurrency 1"] = (t["rsim"][levels[0]]["cpu_ms_per_req"]
+                                                                  / t["asgi"][levels[0]]["cpu_ms_per_req"])
+    for peer in ("asgi", "bare", "optillm", "litellm", "direct"):
         if peer in t and t[peer]["ceiling_req_s"]:
             out[f"rsim ceiling / {peer} ceiling"] = t["rsim"]["ceiling_req_s"] / t[peer]["ceiling_req_s"]
     return out

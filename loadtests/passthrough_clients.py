@@ -1,6 +1,8 @@
-"""Two 30-line FastAPI passthroughs that differ only in their upstream client (one shared
-`httpx.AsyncClient` vs one shared `aiohttp.ClientSession`): the measurement behind the service's
-choice of aiohttp for its hot path. Run by `loadtests.bench_http_client`."""
+"""Minimal passthroughs to measure rsim against. Two 30-line FastAPI ones that differ only in their
+upstream client (one shared `httpx.AsyncClient` vs one shared `aiohttp.ClientSession`): the measurement
+behind the service's choice of aiohttp for its hot path (`loadtests.bench_http_client`); and one with no
+framework at all, plain ASGI on the same aiohttp session: the least CPU a Python proxy on uvicorn can
+spend per request (`loadtests.bench_passthrough`)."""
 
 from __future__ import annotations
 
@@ -56,5 +58,36 @@ def create_aiohttp_app() -> FastAPI:
                                                   data=await request.body(),
                                                   headers={"content-type": "application/json"}) as r:
             return Response(await r.read(), status_code=r.status, media_type="application/json")
+
+    return app
+
+
+def create_asgi_app():
+    """A passthrough in plain ASGI: no routing, no validation, no error handling (`/health` aside)."""
+    session: list[aiohttp.ClientSession] = []
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1024),
+                                                     timeout=aiohttp.ClientTimeout(total=30)))
+                await send({"type": "lifespan.startup.complete"})
+            await session[0].close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["path"] == "/health":
+            status, body = 200, b'{"status": "ok"}'
+        else:
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            async with session[0].post(os.environ[UPSTREAM] + "/chat/completions", data=b"".join(chunks),
+                                       headers={"content-type": "application/json"}) as r:
+                status, body = r.status, await r.read()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
 
     return app

@@ -81,27 +81,30 @@ RENDER = {"passthrough": passthrough, "step-cpu": step_cpu, "step-cpu-streamed":
 
 
 def plot_passthrough(d: dict, path: Path) -> None:
-    """req/s and added p50 against concurrency, one line per target (log scales)."""
+    """req/s, added p50 and the proxy's CPU per request against concurrency, one line per target."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
     for i, (name, per) in enumerate(d["targets"].items()):
         levels = sorted(int(c) for c in per if c.isdigit())
         style = {"marker": "o", "label": name, "color": f"C{i}"}
         ax1.plot(levels, [per[str(c)]["req_s"] for c in levels], **style)
         if name != "direct":
             ax2.plot(levels, [max(per[str(c)]["added_p50_ms"], 0.1) for c in levels], **style)
-    for ax, title in ((ax1, "throughput (req/s)"), (ax2, "added p50 over direct (ms; ≤ 0.1 drawn at 0.1)")):
+            ax3.plot(levels, [per[str(c)]["cpu_ms_per_req"] for c in levels], **style)
+    ax3.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="target")
+    for ax, title in ((ax1, "throughput (req/s)"), (ax2, "added p50 over direct (ms; ≤ 0.1 drawn at 0.1)"),
+                      (ax3, "proxy CPU per request (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("concurrent clients")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    ax1.legend()
-    ax2.legend()
+    for ax in (ax1, ax2, ax3):
+        ax.legend(fontsize=8)
     fig.suptitle(f"proxies in front of a simulated reasoner ({d['ttft_ms']:g} ms per answer) · {d['machine']}",
                  fontsize=9)
     fig.tight_layout()

@@ -99,15 +99,17 @@ def rsim_service(logs: Path, reasoner_url: str, planner_url: str, env: dict[str,
 
 
 @contextlib.contextmanager
-def bare_passthrough(logs: Path, reasoner_url: str) -> Iterator[Target]:
-    """The floor: a 30-line FastAPI + aiohttp passthrough (`loadtests.passthrough_clients`)."""
+def bare_passthrough(logs: Path, reasoner_url: str, *, framework: bool = True) -> Iterator[Target]:
+    """A floor (`loadtests.passthrough_clients`): the 30-line FastAPI + aiohttp passthrough (`bare`), or
+    without `framework`, the same in plain ASGI (`asgi`)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    name, factory = ("bare", "create_aiohttp_app") if framework else ("asgi", "create_asgi_app")
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log", "loadtests.passthrough_clients:create_aiohttp_app"]
-    with running(cmd, ready_url=f"{url}/health", log_path=logs / "bare.log",
+           "--log-level", "warning", "--no-access-log", f"loadtests.passthrough_clients:{factory}"]
+    with running(cmd, ready_url=f"{url}/health", log_path=logs / f"{name}.log",
                  env={"RSIM_BENCH_UPSTREAM": f"{reasoner_url}/v1"}) as p:
-        yield Target("bare", url, p.pid)
+        yield Target(name, url, p.pid)
 
 
 @contextlib.contextmanager

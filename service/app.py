@@ -16,6 +16,7 @@ from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner, make_session
 from service.routes import chat, feedback, health, solve
+from service.routes.passthrough import PassthroughFastPath
 from service.settings import ServiceSettings
 from service.state import ServiceState, require_api_key
 from service.traces import TraceStore
@@ -55,6 +56,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 traces.close()
 
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(PassthroughFastPath)  # innermost: after the request id, body limit and rate limits
     if settings.rate_limit_rpm or settings.max_concurrent_per_client:
         app.add_middleware(LimitsMiddleware, limiter=Limiter(settings.rate_limit_rpm, settings.max_concurrent_per_client))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -99,14 +99,18 @@ async def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
+def key_allowed(authorization: str, hashes: frozenset[str]) -> bool:
+    """Whether an `Authorization` header value carries one of the configured keys (any, when none are)."""
+    if not hashes:
+        return True
+    given = authorization.removeprefix("Bearer ").strip()
+    digest = hashlib.sha256(given.encode()).hexdigest()
+    return bool(given) and any(hmac.compare_digest(digest, h) for h in hashes)
+
+
 async def require_api_key(request: Request) -> None:
     """Routes that spend reasoner time need a client key when keys are configured (401 otherwise)."""
-    hashes = request.app.state.rsim.api_key_hashes
-    if not hashes:
-        return
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    digest = hashlib.sha256(given.encode()).hexdigest()
-    if not given or not any(hmac.compare_digest(digest, h) for h in hashes):
+    if not key_allowed(request.headers.get("authorization", ""), request.app.state.rsim.api_key_hashes):
         raise Unauthorized("Incorrect or missing API key: send it as 'Authorization: Bearer <key>'")
 
 

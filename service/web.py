@@ -110,12 +110,17 @@ def install_health(app: FastAPI) -> None:
         return {"status": "ok"}
 
 
+def error_response(exc: RsimError, rid: str) -> JSONResponse:
+    """A typed error as its response: status, envelope, headers; server-side failures are logged."""
+    if exc.status_code >= 500 and not isinstance(exc, NotReady):
+        log.warning("request %s failed: %s %s", rid, exc.status_code, exc.message)
+    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RsimError)
     async def _rsim(request: Request, exc: RsimError) -> JSONResponse:
-        if exc.status_code >= 500 and not isinstance(exc, NotReady):
-            log.warning("request %s failed: %s %s", request_id(request), exc.status_code, exc.message)
-        return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
+        return error_response(exc, request_id(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

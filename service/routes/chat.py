@@ -13,9 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from service.errors import InvalidRequest, RsimError, UpstreamError, error_envelope, validation_message
+from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
 from service.orchestrator import EpisodeConfig, Finished, StrategyChosen, TextDelta
 from service.protocol import ChatCompletionRequest, SolveResponse
+from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
 from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect
 from service.web import request_id
@@ -24,7 +25,6 @@ router = APIRouter()
 log = logging.getLogger("rsim.chat")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date"}
 
 
 def question_of(req: ChatCompletionRequest) -> str:
@@ -94,34 +94,6 @@ async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, mo
         state.metrics.requests.labels("chat_rsim", "500").inc()
         yield sse(error_envelope("internal server error"))
     yield DONE
-
-
-async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -> Response:
-    """Forward the untouched body; relay status, body and content type (streamed when asked)."""
-    resp = await state.reasoner.open("POST", "/chat/completions", data=raw,
-                                     headers={"Content-Type": "application/json", "X-Request-Id": rid})
-    state.metrics.requests.labels("chat_passthrough", str(resp.status)).inc()
-    headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS and k.lower() != "x-request-id"}
-    if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
-        try:
-            body = await resp.read()
-        finally:
-            resp.release()
-        return Response(body, status_code=resp.status, headers=headers)
-
-    async def relay() -> AsyncIterator[bytes]:
-        finished = False
-        try:
-            async for data in resp.content.iter_any():
-                yield data
-            finished = True
-        except Exception as e:  # the reasoner broke mid-stream: one error event, then [DONE]
-            yield sse(UpstreamError(f"reasoner stream failed: {e.__class__.__name__}").envelope())
-            yield DONE
-        finally:
-            resp.release() if finished else resp.close()
-
-    return StreamingResponse(relay(), status_code=resp.status, headers=headers)
 
 
 def document_chat_body(openapi: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,10 @@ async def test_solve_bad_input(client, body, status, param):
 
 @pytest.mark.parametrize(("raw", "param"), [
     (b"[1, 2]", None),
+    (b"{not json", None),
     (b'{"messages": []}', "model"),
+    (b'{"model": "", "messages": []}', "model"),
+    (b'{"model": 3, "messages": []}', "model"),
     (b'{"model": "rsim/ok", "messages": []}', "messages"),
     (b'{"model": "rsim/ok", "messages": [{"role": "user", "content": "q"}], "rsim": {"force": 3}}', "rsim.force"),
     (b'{"model": "rsim/ok", "messages": [{"role": "assistant", "content": "only me"}]}', "messages"),
@@ -113,8 +116,14 @@ async def test_api_keys_are_required_when_configured(fault_reasoner, tmp_path):
             ok = [await c.get("/v1/models", headers={"Authorization": f"Bearer {k}"})
                   for k in ("k1", "k2", "key-from-file")]
             solve = await c.post("/solve", json={"question": "q"})
+            chat = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}  # passthrough
+            chat_missing = await c.post("/v1/chat/completions", json=chat)
+            chat_wrong = await c.post("/v1/chat/completions", json=chat, headers={"Authorization": "Bearer k"})
+            chat_ok = await c.post("/v1/chat/completions", json=chat, headers={"Authorization": "Bearer k2"})
             open_routes = [(await c.get(p)).status_code for p in ("/health", "/metrics", "/v1/strategies")]
     assert missing.status_code == wrong.status_code == solve.status_code == 401
+    assert chat_missing.status_code == chat_wrong.status_code == 401 and chat_ok.status_code == 200
+    assert chat_wrong.json()["error"]["code"] == "invalid_api_key" and chat_ok.json()["choices"][0]["message"]
     assert missing.json()["error"]["code"] == "invalid_api_key"
     assert "nope" not in wrong.text and "k1" not in missing.text  # secrets never echoed
     assert [r.status_code for r in ok] == [200, 200, 200]
@@ -154,6 +163,31 @@ async def test_per_client_rate_and_concurrency_limits(fault_reasoner):
                 {"role": "user", "content": "hi"}]})
     assert first.status_code == 504 and second.status_code == 429 and third.status_code == 200
     assert second.json()["error"]["code"] == "concurrency_limit"
+
+
+async def test_passthrough_to_an_unreachable_reasoner_is_502_in_the_envelope():
+    settings = ServiceSettings(reasoner_url=f"http://127.0.0.1:{free_port()}/v1", retries=0)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            r = await c.post("/v1/chat/completions", json={"model": "m", "messages": []},
+                             headers={"X-Request-Id": "gone-1"})
+    assert r.status_code == 502 and r.headers["x-request-id"] == "gone-1"
+    err = r.json()["error"]
+    assert err["code"] == "upstream_error" and "unreachable" in err["message"]
+
+
+async def test_passthrough_never_replays_an_upstream_cookie(fault_reasoner):
+    # by host name: aiohttp's default cookie jar would keep this cookie (it ignores cookies from bare IPs)
+    settings = ServiceSettings(reasoner_url=f"http://localhost:{fault_reasoner.port}/v1")
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            for rid in ("cookie-1", "cookie-2"):
+                r = await c.post("/v1/chat/completions", json={"model": "ok", "messages": []},
+                                 headers={"X-Request-Id": rid})
+                assert r.status_code == 200 and "upstream-session" in r.headers["set-cookie"]  # its client's
+    seen = httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+    second = [e for e in seen if e["headers"].get("x-request-id") == "cookie-2"]
+    assert len(second) == 1 and "cookie" not in second[0]["headers"]
 
 
 async def test_openapi_documents_the_chat_body(client):

@@ -66,7 +66,7 @@ def test_passthrough_benchmark_short_mode(tmp_path, capsys):
     from loadtests import bench_passthrough
 
     results = bench_passthrough.main(["--short", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "p.json")])
-    assert set(results["targets"]) == {"direct", "bare", "rsim"}  # the peers only with --peers
+    assert set(results["targets"]) == {"direct", "asgi", "bare", "rsim"}  # the peers only with --peers
     for per in results["targets"].values():
         for c in (1, 8):
             r = per[c]

@@ -104,14 +104,27 @@ def test_passthrough_upstream_4xx_keeps_status_and_body(faulty):
     assert r.status_code == 400 and r.json()["error"]["message"] == "injected 400"
 
 
-def test_client_disconnect_cancels_the_reasoner_call(faulty, fault_reasoner):
+@pytest.mark.parametrize("model", ["stall", "drop"])
+def test_passthrough_stream_faults_are_one_error_event_then_done(faulty, model):
+    t0 = time.monotonic()
+    body = {"model": model, "messages": [{"role": "user", "content": "q"}], "stream": True}
+    with httpx.stream("POST", f"{faulty}/v1/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert time.monotonic() - t0 < 15 and data[-1] == "[DONE]"
+    errors = [json.loads(d) for d in data[:-1] if "error" in json.loads(d)]
+    assert len(errors) == 1 and errors[0]["error"]["code"] == "upstream_error"
+
+
+@pytest.mark.parametrize("model", ["rsim/slow", "slow"])
+def test_client_disconnect_cancels_the_reasoner_call(faulty, fault_reasoner, model):
     rid = f"disconnect-{time.time()}"
-    body = {"model": "rsim/slow", "messages": [{"role": "user", "content": "q"}], "stream": True}
+    body = {"model": model, "messages": [{"role": "user", "content": "q"}], "stream": True}
     with httpx.stream("POST", f"{faulty}/v1/chat/completions", json=body, headers={"X-Request-Id": rid},
                       timeout=30) as r:
         seen = 0
         for line in r.iter_lines():
-            if '"reasoning_content":"t' in line:
+            if '"reasoning_content":"t' in line or '"content": "t' in line:  # rsim's chunks or the passthrough's
                 seen += 1
                 if seen == 2:
                     break  # leave mid-stream

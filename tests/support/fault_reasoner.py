@@ -2,7 +2,8 @@
 
 The requested model id picks the fault: `ok`, `fail-500`, `fail-400`, `fail-429`, `stall`, `drop`,
 `malformed`, `slow` (one token per 0.2 s, for disconnect tests), `once-503` (503 on the first try of
-each request id, then fine: retries before the first byte). `GET /_log` returns what it saw:
+each request id, then fine: retries before the first byte). Non-streamed answers set a cookie.
+`GET /_log` returns what it saw:
 each request's body, headers and whether its stream was cancelled by the client.
 """
 
@@ -39,10 +40,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if model == "malformed-json":
         return web.Response(text="{not json", content_type="application/json")
     if not body.get("stream"):
-        return web.json_response({"id": "x", "object": "chat.completion", "model": model, "echo": body,
+        resp = web.json_response({"id": "x", "object": "chat.completion", "model": model, "echo": body,
                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
                                                "finish_reason": "stop"}],
                                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        resp.set_cookie("upstream-session", rid or "none")  # a proxy must never replay it for other clients
+        return resp
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     try:
