@@ -15,6 +15,7 @@ class ServiceMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("rsim_requests", "Requests by endpoint and status", ["endpoint", "status"], registry=r)
+        self._counted: dict[tuple[str, int], Counter] = {}
         self.steps = Counter("rsim_steps", "Reasoning steps by strategy", ["strategy"], registry=r)
         self.tokens = Counter("rsim_tokens", "Reasoner tokens", ["kind"], registry=r)
         self.latency = Histogram("rsim_request_seconds", "End-to-end latency of strategy-injected requests",
@@ -33,6 +34,13 @@ class ServiceMetrics:
             lambda: len(asyncio.all_tasks()))
         self.traces_dropped = Counter("rsim_traces_dropped", "Traces not recorded: the store's queue was full",
                                       registry=r)
+
+    def count(self, endpoint: str, status: int) -> None:
+        """One answered request in `rsim_requests` (the labelled child is looked up once, not per request)."""
+        child = self._counted.get((endpoint, status))
+        if child is None:
+            child = self._counted[(endpoint, status)] = self.requests.labels(endpoint, str(status))
+        child.inc()
 
     def observe(self, result: SolveResponse) -> None:
         for step in result.steps:

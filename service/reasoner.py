@@ -43,11 +43,12 @@ class StepDone:
 def make_session(*, connect_timeout_s: float, read_timeout_s: float, request_timeout_s: float,
                  max_connections: int) -> aiohttp.ClientSession:
     """The one pooled session of a process: created in the app's lifespan, never per request. It keeps no
-    cookies: a cookie one client's request brought back must never ride along on another's."""
+    cookies (a cookie one client's request brought back must never ride along on another's) and asks for
+    no compression (bodies are relayed, or parsed as they stream, as they come)."""
     timeout = aiohttp.ClientTimeout(total=request_timeout_s, connect=connect_timeout_s, sock_read=read_timeout_s)
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, ttl_dns_cache=300)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
-                                 skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
+                                 skip_auto_headers=("User-Agent", "Accept-Encoding"), cookie_jar=aiohttp.DummyCookieJar())
 
 
 async def iter_sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[list[str]]:

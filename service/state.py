@@ -45,6 +45,19 @@ class ServiceState:
     api_key_hashes: frozenset[str] = frozenset()
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
+    verified: set[str] = field(default_factory=set)  # `Authorization` values already found good
+
+    def key_allowed(self, authorization: str) -> bool:
+        """Whether an `Authorization` header value carries one of the configured keys (any, when none are).
+        Good values are remembered (up to 1024; keys are fixed at start-up): hashing was most of the cost."""
+        if not self.api_key_hashes or authorization in self.verified:
+            return True
+        given = authorization.removeprefix("Bearer ").strip()
+        digest = hashlib.sha256(given.encode()).hexdigest()
+        ok = bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
+        if ok and len(self.verified) < 1024:
+            self.verified.add(authorization)
+        return ok
 
     def finished(self, question: str, result: SolveResponse, endpoint: str) -> None:
         """Bookkeeping of every successful strategy-injected request: metrics and its trace."""
@@ -99,18 +112,9 @@ async def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def key_allowed(authorization: str, hashes: frozenset[str]) -> bool:
-    """Whether an `Authorization` header value carries one of the configured keys (any, when none are)."""
-    if not hashes:
-        return True
-    given = authorization.removeprefix("Bearer ").strip()
-    digest = hashlib.sha256(given.encode()).hexdigest()
-    return bool(given) and any(hmac.compare_digest(digest, h) for h in hashes)
-
-
 async def require_api_key(request: Request) -> None:
     """Routes that spend reasoner time need a client key when keys are configured (401 otherwise)."""
-    if not key_allowed(request.headers.get("authorization", ""), request.app.state.rsim.api_key_hashes):
+    if not request.app.state.rsim.key_allowed(request.headers.get("authorization", "")):
         raise Unauthorized("Incorrect or missing API key: send it as 'Authorization: Bearer <key>'")
 
 

@@ -16,26 +16,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import RsimError, UpstreamError
 from service.sse import DONE, sse
-from service.state import RSIM_PREFIX, ServiceState, key_allowed
+from service.state import RSIM_PREFIX, ServiceState
 from service.web import error_response
 
 CHAT_PATH = "/v1/chat/completions"
-HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "server", "date",
-               "x-request-id"}
+# per-hop headers, and ours: the body is relayed as it came, so its Content-Encoding goes with it
+HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"server", b"date",
+                         b"x-request-id"})
+
+
+class RelayedResponse(Response):
+    """The reasoner's answer as it came: status, body and end-to-end headers, nothing re-encoded."""
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status_code, self.body, self.background = status_code, body, None
+        self.raw_headers = [*raw_headers, (b"content-length", b"%d" % len(body))]
 
 
 async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -> Response:
     """Forward the untouched body; relay status, body and content type (streamed when asked)."""
     resp = await state.reasoner.open("POST", "/chat/completions", data=raw,
                                      headers={"Content-Type": "application/json", "X-Request-Id": rid})
-    state.metrics.requests.labels("chat_passthrough", str(resp.status)).inc()
-    headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
+    state.metrics.count("chat_passthrough", resp.status)
+    headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_HEADERS]
     if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
         try:
             body = await resp.read()
         finally:
             resp.release()
-        return Response(body, status_code=resp.status, headers=headers)
+        return RelayedResponse(resp.status, headers, body)
 
     async def relay() -> AsyncIterator[bytes]:
         finished = False
@@ -49,7 +58,9 @@ async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -
         finally:
             resp.release() if finished else resp.close()
 
-    return StreamingResponse(relay(), status_code=resp.status, headers=headers)
+    response = StreamingResponse(relay(), status_code=resp.status)
+    response.raw_headers = headers
+    return response
 
 
 def plain_model_request(raw: bytes) -> dict | None:
@@ -84,7 +95,7 @@ class PassthroughFastPath:
         state: ServiceState = scope["app"].state.rsim
         body = plain_model_request(raw)
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        if body is None or not key_allowed(authorization, state.api_key_hashes):
+        if body is None or not state.key_allowed(authorization):
             await self.app(scope, replay(raw, receive), send)
             return
         rid = scope["state"]["request_id"]

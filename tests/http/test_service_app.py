@@ -190,6 +190,15 @@ async def test_passthrough_never_replays_an_upstream_cookie(fault_reasoner):
     assert len(second) == 1 and "cookie" not in second[0]["headers"]
 
 
+async def test_passthrough_relays_a_compressed_body_with_its_encoding(client, fault_reasoner):
+    r = await client.post("/v1/chat/completions", json={"model": "gzip", "messages": []},
+                          headers={"X-Request-Id": "gz-1"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip" and r.json()["echo"]["model"] == "gzip"
+    seen = httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+    mine = [e for e in seen if e["headers"].get("x-request-id") == "gz-1"]
+    assert len(mine) == 1 and "accept-encoding" not in mine[0]["headers"]  # rsim asks for none itself
+
+
 async def test_openapi_documents_the_chat_body(client):
     doc = (await client.get("/openapi.json")).json()
     body = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]

@@ -2,7 +2,7 @@
 
 The requested model id picks the fault: `ok`, `fail-500`, `fail-400`, `fail-429`, `stall`, `drop`,
 `malformed`, `slow` (one token per 0.2 s, for disconnect tests), `once-503` (503 on the first try of
-each request id, then fine: retries before the first byte). Non-streamed answers set a cookie.
+each request id, then fine: retries before the first byte), `gzip` (a compressed answer, asked or not). Non-streamed answers set a cookie.
 `GET /_log` returns what it saw:
 each request's body, headers and whether its stream was cancelled by the client.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 
 from aiohttp import web
@@ -37,6 +38,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         status = int(model.split("-")[1])
         return web.json_response({"error": {"message": f"injected {status}", "type": "x", "code": None}},
                                  status=status)
+    if model == "gzip":  # an upstream that compresses whatever it was asked
+        return web.Response(body=gzip.compress(json.dumps({"id": "x", "echo": body}).encode()),
+                            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     if model == "malformed-json":
         return web.Response(text="{not json", content_type="application/json")
     if not body.get("stream"):
@@ -74,7 +78,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def models(request: web.Request) -> web.Response:
-    ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow", "once-503"]
+    ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow", "once-503",
+           "gzip"]
     return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
 
