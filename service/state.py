@@ -45,19 +45,15 @@ class ServiceState:
     api_key_hashes: frozenset[str] = frozenset()
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
-    verified: set[str] = field(default_factory=set)  # `Authorization` values already found good
 
     def key_allowed(self, authorization: str) -> bool:
         """Whether an `Authorization` header value carries one of the configured keys (any, when none are).
-        Good values are remembered (up to 1024; keys are fixed at start-up): hashing was most of the cost."""
-        if not self.api_key_hashes or authorization in self.verified:
+        Only the keys' SHA-256 is kept, never a key itself, so every request's key is hashed."""
+        if not self.api_key_hashes:
             return True
         given = authorization.removeprefix("Bearer ").strip()
         digest = hashlib.sha256(given.encode()).hexdigest()
-        ok = bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
-        if ok and len(self.verified) < 1024:
-            self.verified.add(authorization)
-        return ok
+        return bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
 
     def finished(self, question: str, result: SolveResponse, endpoint: str) -> None:
         """Bookkeeping of every successful strategy-injected request: metrics and its trace."""
