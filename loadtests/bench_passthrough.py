@@ -87,9 +87,10 @@ def ratios(results: dict) -> dict[str, float]:
     levels = sorted(k for k in t["rsim"] if isinstance(k, int))
     out["rsim added p50 ms at concurrency 1"] = t["rsim"][levels[0]]["added_p50_ms"]
     out["rsim CPU ms per request (worst level)"] = max(t["rsim"][c]["cpu_ms_per_req"] for c in levels)
-    out["asgi floor CPU ms per request at concurrency 1"] = t["asgi"][levels[0]]["cpu_ms_per_req"]
-    out["rsim CPU per request / asgi floor's at concurrency 1"] = (t["rsim"][levels[0]]["cpu_ms_per_req"]
-                                                                  / t["asgi"][levels[0]]["cpu_ms_per_req"])
+    floor = out["asgi floor CPU ms per request at concurrency 1"] = t["asgi"][levels[0]]["cpu_ms_per_req"]
+    # /proc counts CPU in 10 ms ticks: a short run can read 0 for the floor
+    out["rsim CPU per request / asgi floor's at concurrency 1"] = (t["rsim"][levels[0]]["cpu_ms_per_req"] / floor
+                                                                  if floor else math.nan)
     for peer in ("asgi", "bare", "optillm", "litellm", "direct"):
         if peer in t and t[peer]["ceiling_req_s"]:
             out[f"rsim ceiling / {peer} ceiling"] = t["rsim"]["ceiling_req_s"] / t[peer]["ceiling_req_s"]
