@@ -18,8 +18,13 @@ log = logging.getLogger("rsim")
 REQUEST_ID_HEADER = "x-request-id"
 
 
+def scope_request_id(scope: Scope) -> str:
+    """The id `RequestIdMiddleware` gave this request (a fresh one where it did not run)."""
+    return scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+
+
 def request_id(request: Request) -> str:
-    return request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+    return scope_request_id(request.scope)
 
 
 class RequestIdMiddleware:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import RsimError, UpstreamError
 from service.sse import DONE, sse
 from service.state import RSIM_PREFIX, ServiceState
-from service.web import error_response
+from service.web import error_response, scope_request_id
 
 CHAT_PATH = "/v1/chat/completions"
 # per-hop headers, and ours: the body is relayed as it came, so its Content-Encoding goes with it
@@ -98,7 +98,7 @@ class PassthroughFastPath:
         if body is None or not state.key_allowed(authorization):
             await self.app(scope, replay(raw, receive), send)
             return
-        rid = scope["state"]["request_id"]
+        rid = scope_request_id(scope)
         try:
             response = await passthrough(state, raw, bool(body.get("stream")), rid)
         except RsimError as e:  # nothing sent yet: answered as the route's error handler would
