@@ -217,7 +217,8 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                                 "then `rsim eval report RUN_DIR`, or `rsim eval suite FILE`")
     p.add_argument("--dataset", action="append", required=True,
                    help="NAME[:PATH]: math, gsm8k, aime2024, mmlu-pro, theoremqa, humaneval, codealpaca, rows "
-                        "(with a JSONL/Parquet path), synthetic, humaneval-bundled; repeatable")
+                        "(with a JSONL/Parquet path), synthetic[:steps=3-5,scale=3,seed=7], humaneval-bundled; "
+                        "repeatable")
     p.add_argument("--methods", default="zerocot,ps+,rsim", help="comma list: zerocot, ps+, prompting, rsim, "
                                                                  "fixed:<strategy>")
     p.add_argument("--reasoner-url", required=True)
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rsim", description="reinforced strategy injection for any OpenAI-compatible LLM")
     sub = p.add_subparsers(dest="command", required=True)
 
-    u = sub.add_parser("up", help="start reasoner, planner and service (embedded Gemma 3 270M by default)")
+    u = sub.add_parser("up", help="start reasoner, planner and service (embedded Qwen2.5-Coder-1.5B-Instruct reasoner, Gemma 3 270M planner by default)")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=8000, help="service port")
     u.add_argument("--planner-port", type=int, default=8001)
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])
     u.add_argument("--planner-model", help="planner base model (HF folder or hub id; default: embedded Gemma)")
     u.add_argument("--planner-checkpoint", help="trained planner checkpoint folder")
-    u.add_argument("--cache-dir", help="where the embedded model and logs live (default ~/.cache/rsim, "
+    u.add_argument("--cache-dir", help="where the embedded models and logs live (default ~/.cache/rsim, "
                                        "or RSIM_CACHE_DIR)")
     u.add_argument("--kv-cache-gb", type=int, default=1, help="KV cache of the embedded vLLM (GiB)")
     u.add_argument("--ready-timeout-s", type=float, default=900.0)

@@ -14,6 +14,7 @@ from service.injection import WrittenStep, chain_of_thought, injection_text
 from service.orchestrator import EpisodeConfig
 from service.protocol import SolveResponse, StepTrace, Timings, Usage
 from service.reasoner import OpenAIReasoner, StepDone, StepRequest
+from service.step import write_step
 
 BASELINES = {
     "zerocot": "Let's think step by step.",
@@ -36,20 +37,20 @@ async def prompt_baseline(reasoner: OpenAIReasoner, question: str, cfg: EpisodeC
         t0 = time.perf_counter()
         parts: list[str] = []
         trace = StepTrace(index=index, strategy=label, forced=True, injected=instruction, text="")
-        async for chunk in reasoner.step(StepRequest(model=cfg.model, question=question, steps=written,
-                                                     pending=instruction, max_tokens=budget, stop=stop,
-                                                     temperature=cfg.reasoner_temperature, seed=cfg.seed,
-                                                     request_id=rid)):
+        async for chunk in write_step(reasoner, StepRequest(model=cfg.model, question=question, steps=written,
+                                                            pending=instruction, max_tokens=budget, stop=stop,
+                                                            temperature=cfg.reasoner_temperature, seed=cfg.seed,
+                                                            request_id=rid), cfg.bounds(label)):
             if isinstance(chunk, StepDone):
                 trace.tokens, trace.finish_reason = chunk.completion_tokens, chunk.finish_reason
                 usage.prompt_tokens += chunk.prompt_tokens
                 usage.completion_tokens += chunk.completion_tokens
+                usage.reasoner_calls += chunk.extra["calls"]
             else:
                 parts.append(chunk)
         trace.text = "".join(parts)
         trace.reasoner_ms = (time.perf_counter() - t0) * 1000
         timings.reasoner_ms += trace.reasoner_ms
-        usage.reasoner_calls += 1
         written.append(WrittenStep(instruction, trace.text))
         traces.append(trace)
     text = chain_of_thought(written, cfg.delimiter)

@@ -19,7 +19,9 @@ class WrittenStep:
 
 
 def injection_text(strategy: Strategy, index: int) -> str:
-    return f"Step {index + 1} ({strategy.name}): {strategy.instruction}"
+    """The instruction alone, in the reasoner's own voice: a "Step k (Name):" header made instruct
+    models number and title their own steps, out of step with the loop's."""
+    return strategy.instruction
 
 
 def chain_of_thought(steps: Sequence[WrittenStep], delimiter: str, pending: str | None = None) -> str:
@@ -35,12 +37,16 @@ def completion_prompt(question: str, cot: str) -> str:
     return f"Question: {question.strip()}\n\nAnswer: {cot}"
 
 
-def turn_messages(question: str, steps: Sequence[WrittenStep], pending: str) -> list[dict[str, str]]:
-    """Messages of the `turns` mode: each instruction a user turn, each step an assistant turn."""
+def turn_messages(question: str, steps: Sequence[WrittenStep], pending: str,
+                  resume: str = "") -> list[dict[str, str]]:
+    """Messages of the `turns` mode: each instruction a user turn, each step an assistant turn (a
+    resumed step: what it holds so far as an assistant turn, then a user turn asking to go on)."""
     msgs = [{"role": "user", "content": question}]
     for s in steps:
         if s.injected:
             msgs.append({"role": "user", "content": s.injected})
         msgs.append({"role": "assistant", "content": s.text})
     msgs.append({"role": "user", "content": pending or "Continue."})
+    if resume:
+        msgs += [{"role": "assistant", "content": resume}, {"role": "user", "content": "Continue."}]
     return msgs

@@ -17,6 +17,7 @@ from service.injection import WrittenStep, chain_of_thought, injection_text
 from service.planner_client import Planner
 from service.protocol import SolveResponse, StepTrace, Timings, Usage
 from service.reasoner import OpenAIReasoner, StepDone, StepRequest
+from service.step import StepBounds, write_step
 
 
 @dataclass
@@ -31,6 +32,14 @@ class EpisodeConfig:
     forbid: list[str] = field(default_factory=list)
     seed: int | None = None
     delimiter: str = "\n\n"
+    min_step_tokens: int = 24  # vLLM `min_tokens` of a reasoning step (0 for servers without it)
+    min_step_chars: int = 16  # a shorter reasoning step is resumed past its delimiter
+
+    def bounds(self, strategy_id: str) -> StepBounds:
+        """The answer step may be short; every other step must carry reasoning."""
+        if strategy_id == TERMINATION:
+            return StepBounds()
+        return StepBounds(min_tokens=self.min_step_tokens, min_chars=self.min_step_chars)
 
 
 @dataclass
@@ -130,18 +139,19 @@ class Orchestrator:
 
             t0 = time.perf_counter()
             text_parts: list[str] = []
-            async for chunk in self.reasoner.step(StepRequest(
+            async for chunk in write_step(self.reasoner, StepRequest(
                     model=cfg.model, question=question, steps=written, pending=injected, max_tokens=max_tokens,
-                    stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id)):
+                    stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id),
+                    cfg.bounds(strategy_id)):
                 if isinstance(chunk, StepDone):
                     trace.finish_reason = chunk.finish_reason
                     trace.tokens = chunk.completion_tokens
                     usage.prompt_tokens += chunk.prompt_tokens
                     usage.completion_tokens += chunk.completion_tokens
+                    usage.reasoner_calls += chunk.extra["calls"]
                 else:
                     text_parts.append(chunk)
                     yield TextDelta(index, chunk)
-            usage.reasoner_calls += 1
             trace.reasoner_ms = (time.perf_counter() - t0) * 1000
             timings.reasoner_ms += trace.reasoner_ms
             trace.text = "".join(text_parts)

@@ -30,6 +30,8 @@ class StepRequest:
     temperature: float
     seed: int | None = None
     request_id: str | None = None
+    resume: str = ""  # text this step already holds (a resumed step goes on from its end)
+    min_tokens: int = 0  # vLLM's `min_tokens`: no stop string counts before that many tokens (0: not sent)
 
 
 @dataclass
@@ -126,12 +128,15 @@ class OpenAIReasoner:
             common["stop"] = req.stop
         if req.seed is not None:
             common["seed"] = req.seed
+        if req.min_tokens:
+            common["min_tokens"] = req.min_tokens
         if self.mode == "completions":
-            cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending)
+            cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume)
             return "/completions", {**common, "prompt": completion_prompt(req.question, cot)}
         if self.mode == "turns":
-            return "/chat/completions", {**common, "messages": turn_messages(req.question, req.steps, req.pending)}
-        cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending)
+            return "/chat/completions", {**common, "messages": turn_messages(req.question, req.steps, req.pending,
+                                                                             req.resume)}
+        cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume)
         messages = [{"role": "user", "content": req.question}]
         if cot:
             messages.append({"role": "assistant", "content": cot})

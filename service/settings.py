@@ -26,6 +26,11 @@ class ServiceSettings(BaseSettings):
     max_tokens_per_step: int = Field(256, ge=1, le=8192)
     final_max_tokens: int = Field(512, ge=1, le=8192, description="token budget of the termination step")
     step_delimiter: str = "\n\n"
+    min_step_tokens: int = Field(24, ge=0, le=8192, description="reasoner `min_tokens` of a reasoning step, so the "
+                                 "delimiter cannot end it before it holds reasoning (vLLM's extension; 0 for "
+                                 "servers without it)")
+    min_step_chars: int = Field(16, ge=0, le=8192, description="a reasoning step shorter than this (non-space "
+                                "characters) is resumed past its delimiter")
     planner_temperature: float = Field(0.0, ge=0.0, le=10.0)
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0, description="longest silence from an upstream")

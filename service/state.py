@@ -94,11 +94,12 @@ class ServiceState:
         s = self.settings
         return EpisodeConfig(model=model, max_steps=max_steps or s.max_steps,
                              max_tokens_per_step=max_tokens_per_step or s.max_tokens_per_step,
-                             final_max_tokens=max_tokens_per_step or s.final_max_tokens,
+                             final_max_tokens=s.final_max_tokens,
                              planner_temperature=s.planner_temperature if temperature is None else temperature,
                              reasoner_temperature=s.reasoner_temperature if reasoner_temperature is None
                              else reasoner_temperature,
-                             force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter)
+                             force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter,
+                             min_step_tokens=s.min_step_tokens, min_step_chars=s.min_step_chars)
 
 
 async def get_state(request: Request) -> ServiceState:

@@ -100,10 +100,31 @@ def bundled_humaneval() -> list[Problem]:
     return [from_humaneval(r, f"{path}:{i}") for i, r in enumerate(rows, 1)]
 
 
-def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None = None, seed: int = 0) -> list[Problem]:
-    """`name` is one of LOADERS (with `path`) or BUILTIN. Problems get stable ids (for resume)."""
+def synthetic_options(spec: str) -> dict[str, Any]:
+    """`steps=3-5,scale=3,seed=7` (the part after `synthetic:` on the command line) as keyword arguments."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        key, _, value = item.partition("=")
+        try:
+            if key == "steps":
+                lo, _, hi = value.partition("-")
+                out["steps"] = (int(lo), int(hi or lo))
+            elif key in ("scale", "seed"):
+                out[key] = int(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise DataError(f"synthetic options are steps=MIN-MAX, scale=N, seed=N; got '{item}'") from None
+    return out
+
+
+def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None = None, seed: int = 0,
+                 steps: tuple[int, int] | list[int] = (2, 4), scale: int = 1) -> list[Problem]:
+    """`name` is one of LOADERS (with `path`) or BUILTIN. Problems get stable ids (for resume). The
+    synthetic task takes `seed`, `steps` (operations per problem, min and max) and `scale` (number sizes)."""
     if name == "synthetic":
-        problems = synthetic_problems(limit or 100, seed=seed)
+        opts = {"seed": seed, "steps": tuple(steps), "scale": scale, **synthetic_options(str(path or ""))}
+        problems = synthetic_problems(limit or 100, **opts)
     elif name == "humaneval-bundled":
         problems = bundled_humaneval()
     elif name in LOADERS:

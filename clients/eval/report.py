@@ -1,11 +1,14 @@
 """Reports of an evaluation run, rebuilt from its per-item records alone (`rsim eval report RUN_DIR`):
-metrics per method × dataset, Markdown and CSV tables in the paper's shape (rows = methods, columns =
-datasets with Score and #Strategy), JSON, and PNG plots."""
+metrics per method × dataset with a 95% confidence interval on each score, an *oracle* row (per
+question, right if any fixed strategy got it right: what a perfect planner could reach), Markdown and
+CSV tables in the paper's shape (rows = methods, columns = datasets with Score and #Strategy), JSON,
+and PNG plots."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from statistics import fmean, pstdev
@@ -32,6 +35,38 @@ def run_order(run_dir: Path) -> list[tuple[str, str]]:
     return [(e["method"], e["dataset"]) for e in map(json.loads, path.read_text().splitlines()) if e]
 
 
+ORACLE = "oracle(fixed)"
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion, in percent (sound at small n and at 0% or 100%)."""
+    if n == 0:
+        return 0.0, 0.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def oracle_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset, over the questions every fixed strategy answered: right if any of them was right."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        fixed: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in records:
+            if r["dataset"] == dataset and r["method"].startswith("fixed:"):
+                fixed.setdefault(r["method"], {})[r["id"]] = r
+        if len(fixed) < 2:
+            continue
+        common = set.intersection(*(set(by_id) for by_id in fixed.values()))
+        for qid in sorted(common):
+            rows = [by_id[qid] for by_id in fixed.values()]
+            best = next((r for r in rows if r["correct"]), rows[0])
+            out.append({**best, "method": ORACLE, "correct": any(r["correct"] for r in rows),
+                        "oracle_of": sorted(m for m, by_id in fixed.items() if by_id[qid]["correct"])})
+    return out
+
+
 def metrics(records: list[dict[str, Any]], order: list[tuple[str, str]] = ()) -> list[dict[str, Any]]:
     """One row per (method, dataset) cell, in run order (then alphabetical for cells not in `order`)."""
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -43,9 +78,10 @@ def metrics(records: list[dict[str, Any]], order: list[tuple[str, str]] = ()) ->
         ok = [r for r in rs if r["error"] is None]
         tokens = [r["tokens"] for r in ok]
         planned = any(r["strategies"] for r in ok)
+        lo, hi = wilson(sum(bool(r["correct"]) for r in rs), len(rs))
         out.append({
             "method": method, "dataset": dataset, "n": len(rs), "errors": len(rs) - len(ok),
-            "score": 100 * sum(r["correct"] for r in rs) / len(rs),
+            "score": 100 * sum(r["correct"] for r in rs) / len(rs), "ci95": [lo, hi],
             "n_strategies": fmean(r["n_strategies"] for r in ok) if ok and planned else None,
             "tokens_mean": fmean(tokens) if tokens else 0.0, "tokens_std": pstdev(tokens) if len(tokens) > 1 else 0.0,
             "latency_ms_mean": fmean(r["latency_ms"] for r in ok) if ok else 0.0,
@@ -63,13 +99,16 @@ def tables(rows: list[dict[str, Any]]) -> tuple[str, list[list[str]]]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     cell = {(r["method"], r["dataset"]): r for r in rows}
-    header = ["Method"] + [f"{d} {k}" for d in datasets for k in ("Score", "#Strategy")]
+    header = ["Method"] + [f"{d} {k}" for d in datasets for k in ("Score", "95% CI", "n", "#Strategy", "tokens",
+                                                                   "wall s")]
     body = []
     for m in methods:
         line = [m]
         for d in datasets:
             r = cell.get((m, d))
-            line += [fmt(r["score"]) if r else "", fmt(r["n_strategies"], 2) if r else ""]
+            line += [fmt(r["score"]), f"{r['ci95'][0]:.0f}–{r['ci95'][1]:.0f}", str(r["n"]),
+                     fmt(r["n_strategies"], 2), f"{r['tokens_mean']:.0f}", f"{r['latency_ms_mean'] / 1000:.0f}"] \
+                if r else [""] * 6
         body.append(line)
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(line) + " |" for line in body]
@@ -139,6 +178,7 @@ def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) 
 def build_report(run_dir: str | Path) -> dict[str, Path]:
     run = Path(run_dir)
     records = read_records(run)
+    records += oracle_records(records)
     rows = metrics(records, run_order(run))
     md, csv_rows = tables(rows)
     (run / "report.md").write_text(f"# Evaluation: {run.name}\n\n{md}")

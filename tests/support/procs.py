@@ -69,8 +69,10 @@ def vllm_cmd(model_dir: Path, port: int, served_name: str) -> list[str]:
 
 
 def vllm_env(tmp: Path) -> dict[str, str]:
+    from clients.up import vllm_cpu_threads
+
     tmp.mkdir(parents=True, exist_ok=True)
-    return {"VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(tmp), "VLLM_CACHE_ROOT": str(tmp)}
+    return {"VLLM_CPU_KVCACHE_SPACE": "1", "TMPDIR": str(tmp), "VLLM_CACHE_ROOT": str(tmp), **vllm_cpu_threads()}
 
 
 def serve_cmd(what: str, port: int) -> list[str]:

@@ -16,9 +16,11 @@ def test_chain_of_thought_only_grows():
         assert prompt + f" step {i} text" == previous
 
 
-def test_injection_names_step_and_strategy():
+def test_injection_is_the_instruction_in_the_reasoners_voice():
+    # no "Step k (Name):" header: instruct models copied it and numbered their own steps out of step with the loop
     c = load_catalog()
-    assert injection_text(c.get("decomposition"), 0).startswith("Step 1 (Decomposition): Let me break")
+    assert injection_text(c.get("decomposition"), 3) == c.get("decomposition").instruction
+    assert injection_text(c.get("decomposition"), 0).startswith("Let me break")
 
 
 def test_modes_render_the_same_chain():

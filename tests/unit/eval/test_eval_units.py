@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clients.eval.datasets import load_dataset
-from clients.eval.report import build_report, metrics, tables
+from clients.eval.report import ORACLE, build_report, metrics, oracle_records, tables, wilson
 from clients.eval.runner import finished_ids
 from planner_server.training.data import DataError, Problem
 from planner_server.training.scoring import is_correct
@@ -91,9 +91,34 @@ def test_metrics_and_tables_by_hand():
     assert (r["score"], r["n_strategies"], r["planner_calls_mean"]) == (50.0, 1.5, 1.5)
     assert r["strategy_usage"] == {"decomposition": 1, "verification": 2, "termination": 2}
     md, csv_rows = tables(rows)
-    assert csv_rows[0] == ["Method", "d Score", "d #Strategy"]
-    assert csv_rows[1] == ["zerocot", "100.0", "–"] and csv_rows[2] == ["rsim", "50.0", "1.50"]
+    assert csv_rows[0] == ["Method", "d Score", "d 95% CI", "d n", "d #Strategy", "d tokens", "d wall s"]
+    assert csv_rows[1] == ["zerocot", "100.0", "34–100", "2", "–", "40", "0"]
+    assert csv_rows[2] == ["rsim", "50.0", "9–91", "2", "1.50", "15", "0"]
     assert "| rsim | 15 ± 5 |" in md
+
+
+def test_wilson_interval_by_hand():
+    # p = 0.5, n = 30: centre 0.5, half-width 1.96*sqrt(0.25/30 + 3.8416/3600)/(1 + 3.8416/30) = 0.1685
+    lo, hi = wilson(15, 30)
+    assert (lo, hi) == (pytest.approx(33.15, abs=0.01), pytest.approx(66.85, abs=0.01))
+    assert wilson(0, 10)[0] == 0.0 and wilson(0, 10)[1] == pytest.approx(27.8, abs=0.1)
+    assert wilson(10, 10)[1] == 100.0 and wilson(0, 0) == (0.0, 0.0)
+
+
+def test_oracle_is_right_only_where_some_fixed_strategy_was_right():
+    records = [rec("fixed:verification", "d", 0, True, 10, ["verification"]),
+               rec("fixed:verification", "d", 1, False, 10, ["verification"]),
+               rec("fixed:verification", "d", 2, False, 10, ["verification"]),
+               rec("fixed:decomposition", "d", 0, False, 10, ["decomposition"]),
+               rec("fixed:decomposition", "d", 1, True, 10, ["decomposition"]),
+               rec("fixed:decomposition", "d", 2, False, 10, ["decomposition"]),
+               rec("fixed:decomposition", "d", 3, True, 10, ["decomposition"]),  # no verification record: left out
+               rec("zerocot", "d", 2, True, 10, [])]  # not a fixed strategy: never counts
+    oracle = oracle_records(records)
+    assert [(r["id"], r["correct"]) for r in oracle] == [("d-0", True), ("d-1", True), ("d-2", False)]
+    assert oracle[1]["oracle_of"] == ["fixed:decomposition"]
+    row = next(r for r in metrics(records + oracle) if r["method"] == ORACLE)
+    assert row["n"] == 3 and row["score"] == pytest.approx(200 / 3)
 
 
 def test_report_from_records_and_resume_skips_finished(tmp_path):

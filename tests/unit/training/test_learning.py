@@ -12,21 +12,25 @@ import pytest
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem
 from planner_server.training.train import train
+from service.catalog import load_catalog
 from service.reasoner import StepDone
 
 STEPS = 25
 MARGIN = 0.5
 
 
+CATALOG = load_catalog()
+
+
 class ScriptedReasoner:
     """The environment: writes "42" only if a verification instruction came before the answer."""
 
     async def step(self, req):
-        if "Termination" in req.pending:
-            verified = any("Verification" in s.injected for s in req.steps)
+        if req.pending == CATALOG.get("termination").instruction:
+            verified = any(s.injected == CATALOG.get("verification").instruction for s in req.steps)
             yield "42}" if verified else "41}"
         else:
-            yield "some work"
+            yield "some work on the problem"
         yield StepDone(finish_reason="stop", prompt_tokens=10, completion_tokens=2)
 
     async def list_models(self):
