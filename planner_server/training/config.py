@@ -27,6 +27,7 @@ class DataConfig(BaseModel):
     synthetic_seed: int = 0
     synthetic_steps: tuple[int, int] = (2, 4)
     synthetic_size: int = Field(2000, ge=1)
+    synthetic_scale: int = Field(1, ge=1, description="multiplies the ranges of the synthetic task's numbers")
     traces: Path | None = Field(None, description="train from the labelled traces of this trace store "
                                                   "(continual learning; no reasoner needed)")
 

@@ -55,7 +55,8 @@ def build_policy(cfg: TrainConfig, name_or_path: str | None = None, device: str 
 def load_data(cfg: TrainConfig) -> list[Problem]:
     if cfg.data.path is not None:
         return load_problems(cfg.data.path)
-    return synthetic_problems(cfg.data.synthetic_size, seed=cfg.data.synthetic_seed, steps=cfg.data.synthetic_steps)
+    return synthetic_problems(cfg.data.synthetic_size, seed=cfg.data.synthetic_seed, steps=cfg.data.synthetic_steps,
+                              scale=cfg.data.synthetic_scale)
 
 
 def reference_logp(policy: PolicyPlanner, records: list[Recorded]) -> torch.Tensor:

@@ -132,3 +132,23 @@ def test_report_from_records_and_resume_skips_finished(tmp_path):
     data = json.loads(files["json"].read_text())
     assert data[0]["score"] == 50.0 and data[0]["errors"] == 1
     assert all(files[k].stat().st_size > 0 for k in ("markdown", "csv", "accuracy_vs_strategies", "tokens"))
+
+
+async def test_a_planner_is_built_once_however_many_items_ask_at_once(tmp_path):
+    """The in-process planner used to be loaded by every concurrent item at once (a race that broke
+    transformers' loading: 'Cannot copy out of meta tensor')."""
+    import asyncio
+
+    from clients.eval.runner import EvalConfig, Runner
+
+    runner = Runner(EvalConfig(reasoner_url="http://unused/v1", reasoner_model="m", out=tmp_path))
+    builds = []
+
+    async def build(method):
+        builds.append(method)
+        await asyncio.sleep(0.05)
+        return object()
+
+    runner.build = build
+    got = await asyncio.gather(*(runner.orchestrator("rsim") for _ in range(8)))
+    assert builds == ["rsim"] and all(g is got[0] for g in got)
