@@ -106,7 +106,8 @@ def tables(rows: list[dict[str, Any]]) -> tuple[str, list[list[str]]]:
         line = [m]
         for d in datasets:
             r = cell.get((m, d))
-            line += [fmt(r["score"]), f"{r['ci95'][0]:.0f}–{r['ci95'][1]:.0f}", str(r["n"]),
+            n = f"{r['n']} ({r['errors']} failed, scored wrong)" if r["errors"] else str(r["n"])
+            line += [fmt(r["score"]), f"{r['ci95'][0]:.0f}–{r['ci95'][1]:.0f}", n,
                      fmt(r["n_strategies"], 2), f"{r['tokens_mean']:.0f}", f"{r['latency_ms_mean'] / 1000:.0f}"] \
                 if r else [""] * 6
         body.append(line)

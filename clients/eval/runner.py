@@ -139,7 +139,8 @@ class Runner:
         elif method == "prompting":
             settings = PlannerSettings(backend="prompted", prompted_url=self.cfg.prompting_url or self.cfg.reasoner_url,
                                        prompted_model=self.cfg.prompting_model or self.cfg.reasoner_model,
-                                       prompted_constrain=self.cfg.prompting_constrain)
+                                       prompted_constrain=self.cfg.prompting_constrain,
+                                       request_timeout_s=1800)  # an eval waits as long as its reasoner calls may
             backend = await asyncio.to_thread(build_backend, settings, self.catalog)
             self.backends.append(backend)
             planner = BackendPlanner(backend, self.catalog)

@@ -79,6 +79,7 @@ def check_cpu_smoke_suite(service: str, reasoner: str, out: Path) -> None:
         assert f"{cell['score']:.1f}" in md
 
 
+@pytest.mark.timeout(1800)  # first run: assembles and converts both embedded models; a 1.5B reasoner on 2 cores
 def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
     with rsim_up(["--cache-dir", str(cache_dir)], work_dir / "logs" / "rsim-up.log") as (ports, banner):
         service = f"http://127.0.0.1:{ports['--port']}"
