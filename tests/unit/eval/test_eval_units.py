@@ -152,3 +152,15 @@ async def test_a_planner_is_built_once_however_many_items_ask_at_once(tmp_path):
     runner.build = build
     got = await asyncio.gather(*(runner.orchestrator("rsim") for _ in range(8)))
     assert builds == ["rsim"] and all(g is got[0] for g in got)
+
+
+def test_synthetic_options_from_the_command_line_and_their_refusals():
+    from clients.eval.datasets import synthetic_options
+
+    assert synthetic_options("steps=3-5,scale=3,seed=7") == {"steps": (3, 5), "scale": 3, "seed": 7}
+    assert synthetic_options("steps=4") == {"steps": (4, 4)} and synthetic_options("") == {}
+    hard = load_dataset("synthetic", "steps=3-5,scale=3,seed=7", limit=5)
+    assert hard == load_dataset("synthetic", None, limit=5, seed=7, steps=(3, 5), scale=3)
+    for bad in ("steps=a-b", "scale=big", "difficulty=9", "seed"):
+        with pytest.raises(DataError, match="synthetic options are"):
+            synthetic_options(bad)
