@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+MIN_ADMIN_TOKEN = 16  # characters: a short admin token is refused at start-up
+
+
 class PlannerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RSIM_PLANNER_", extra="ignore")
+    # compose passes `${VAR:-}` as an empty string: an empty variable is an unset one
+    model_config = SettingsConfigDict(env_prefix="RSIM_PLANNER_", extra="ignore", env_ignore_empty=True)
 
     backend: Literal["hf", "vllm", "prompted"] = "hf"
     model: str | None = Field(None, description="HF folder or hub id of the planner LM (hf, vllm)")
     checkpoint: Path | None = Field(None, description="trained planner checkpoint folder (overrides model)")
+    checkpoint_root: Path | None = Field(None, description="/admin/reload loads only checkpoints under this folder "
+                                                           "(default: the configured checkpoint folder)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
@@ -34,10 +40,20 @@ class PlannerSettings(BaseSettings):
     prompted_constrain: bool = Field(False, description="vLLM servers: constrain the answer to the labels "
                                                         "(structured_outputs choice)")
 
+    @field_validator("admin_token")
+    @classmethod
+    def _long_admin_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_ADMIN_TOKEN:
+            raise ValueError(f"RSIM_PLANNER_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters "
+                             f"(e.g. `openssl rand -hex 24`), or unset to turn the admin endpoints off")
+        return v
+
     @model_validator(mode="after")
     def _backend_needs(self) -> PlannerSettings:
         if self.backend in ("hf", "vllm") and not (self.model or self.checkpoint):
             raise ValueError(f"backend '{self.backend}' needs RSIM_PLANNER_MODEL or RSIM_PLANNER_CHECKPOINT")
         if self.backend == "prompted" and not (self.prompted_url and self.prompted_model):
             raise ValueError("backend 'prompted' needs RSIM_PLANNER_PROMPTED_URL and RSIM_PLANNER_PROMPTED_MODEL")
+        if self.checkpoint_root is None and self.checkpoint is not None:
+            self.checkpoint_root = self.checkpoint
         return self

@@ -26,6 +26,23 @@ def last_boxed(text: str) -> str | None:
     return "".join(out).split("\n", 1)[0].strip() or None
 
 
+def first_boxed(text: str) -> str | None:
+    """Content of the first *closed* \\boxed{...} (balanced braces): the reasoner's own final answer."""
+    start = text.find("\\boxed{")
+    while start >= 0:
+        i, depth = start + len("\\boxed{"), 1
+        while i < len(text):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start + len("\\boxed{"):i].strip()
+            i += 1
+        return None
+    return None
+
+
 def last_code_block(text: str) -> str | None:
     blocks = _CODE_BLOCK.findall(text)
     return blocks[-1].strip("\n") if blocks else None

@@ -1,6 +1,9 @@
 """The step loop (DESIGN.md §4): decision → injection → reasoner step, until termination or
-`max_steps`. No web framework here: the service, the training worker and the eval harness all run
-exactly this loop, as a stream of events (L1)."""
+`max_steps`. A step that starts by copying an earlier one is written again without its instruction. A
+reasoning step that writes a boxed answer ends the episode with it; one after which the reasoner has
+nothing to add — it ended its message, or copied an earlier step even so — goes to the answer step (§4.2).
+No web framework here: the service, the training worker and the eval harness all run exactly this loop,
+as a stream of events (L1)."""
 
 from __future__ import annotations
 
@@ -10,14 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from planner_server.protocol import PlanRequest, PlanStep
-from service.answer import extract_answer
+from service.answer import extract_answer, first_boxed
 from service.catalog import TERMINATION, Catalog
 from service.errors import InvalidRequest, PlannerUnavailable
 from service.injection import WrittenStep, chain_of_thought, injection_text
 from service.planner_client import Planner
 from service.protocol import SolveResponse, StepTrace, Timings, Usage
 from service.reasoner import OpenAIReasoner, StepDone, StepRequest
-from service.step import StepBounds, write_step
+from service.step import CopyGuard, StepBounds, restates, write_step
 
 
 @dataclass
@@ -98,12 +101,14 @@ class Orchestrator:
         usage, timings = Usage(), Timings()
         planner_version: str | None = None
         degraded, finish_reason = False, "max_steps"
+        reasoned = False  # the last step ended the reasoning: the reasoner closed its message or repeated itself
+        answer: str | None = None  # the reasoner's own boxed answer, when a reasoning step wrote one
 
         for index in range(cfg.max_steps):
             last = index == cfg.max_steps - 1
             strategy_id, probabilities, probability, forced, planner_ms = TERMINATION, None, None, True, 0.0
             plain = False  # the planner just went away: write plain chain of thought, then the answer
-            if not (degraded or last):
+            if not (degraded or last or reasoned):
                 if cfg.force is not None:
                     strategy_id = cfg.force
                 else:
@@ -139,28 +144,57 @@ class Orchestrator:
 
             t0 = time.perf_counter()
             text_parts: list[str] = []
-            async for chunk in write_step(self.reasoner, StepRequest(
-                    model=cfg.model, question=question, steps=written, pending=injected, max_tokens=max_tokens,
-                    stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id),
-                    cfg.bounds(strategy_id)):
-                if isinstance(chunk, StepDone):
-                    trace.finish_reason = chunk.finish_reason
-                    trace.tokens = chunk.completion_tokens
-                    usage.prompt_tokens += chunk.prompt_tokens
-                    usage.completion_tokens += chunk.completion_tokens
-                    usage.reasoner_calls += chunk.extra["calls"]
-                else:
-                    text_parts.append(chunk)
-                    yield TextDelta(index, chunk)
+            eos: bool | None = None
+            reasoning = strategy_id != TERMINATION and not plain
+            # A step that starts by copying an earlier one is dropped and written again without its
+            # instruction (the reasoner, left alone, goes on); a reasoner whose every token is kept
+            # (joint training) cannot drop text, so there the copy only ends the reasoning.
+            guard = CopyGuard(t.text for t in traces) if reasoning and not getattr(
+                self.reasoner, "append_only", False) else None
+            while True:
+                async for chunk in write_step(self.reasoner, StepRequest(
+                        model=cfg.model, question=question, steps=written, pending=injected, max_tokens=max_tokens,
+                        stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id),
+                        cfg.bounds(strategy_id)):
+                    if isinstance(chunk, StepDone):
+                        trace.finish_reason = chunk.finish_reason
+                        trace.tokens += chunk.completion_tokens
+                        usage.prompt_tokens += chunk.prompt_tokens
+                        usage.completion_tokens += chunk.completion_tokens
+                        usage.reasoner_calls += chunk.extra["calls"]
+                        eos = chunk.eos
+                        continue
+                    for out in (guard.feed(chunk) if guard else (chunk,)):
+                        text_parts.append(out)
+                        yield TextDelta(index, out)
+                for out in (guard.flush() if guard else ()):
+                    text_parts.append(out)
+                    yield TextDelta(index, out)
+                if not (guard and guard.copied):
+                    break
+                guard, injected = None, ""
+                trace.injected, trace.rewritten = "", True
             trace.reasoner_ms = (time.perf_counter() - t0) * 1000
             timings.reasoner_ms += trace.reasoner_ms
             trace.text = "".join(text_parts)
+            if reasoning:
+                if first_boxed(trace.text) is not None:
+                    trace.ends_reasoning = "answer"
+                elif eos:
+                    trace.ends_reasoning = "eos"
+                elif restates(trace.text, (t.text for t in traces)):
+                    trace.ends_reasoning = "repeat"
+                reasoned = trace.ends_reasoning is not None
             written.append(WrittenStep(injected=injected, text=trace.text))
             traces.append(trace)
             yield StepEnded(trace)
 
             if strategy_id == TERMINATION:
-                finish_reason = "degraded" if degraded else ("max_steps" if last and forced else "termination")
+                finish_reason = ("degraded" if degraded else
+                                 "max_steps" if last and forced and not reasoned else "termination")
+                break
+            if trace.ends_reasoning == "answer":  # the reasoner wrote its final answer: nothing left to ask
+                finish_reason, answer = "termination", first_boxed(trace.text)
                 break
 
         full_text = chain_of_thought(written, cfg.delimiter)
@@ -168,7 +202,9 @@ class Orchestrator:
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
         timings.total_ms = (time.perf_counter() - t_start) * 1000
         timings.overhead_ms = max(0.0, timings.total_ms - timings.planner_ms - timings.reasoner_ms)
+        if answer is None:
+            answer = extract_answer(full_text, final.text)
         yield Finished(SolveResponse(
-            id=request_id, model=cfg.model, answer=extract_answer(full_text, final.text),
+            id=request_id, model=cfg.model, answer=answer,
             text=full_text, steps=traces, finish_reason=finish_reason, degraded=degraded, usage=usage,
             timings=timings, planner_version=planner_version, catalog_version=self.catalog.version))

@@ -27,6 +27,12 @@ class StepTrace(BaseModel):
     text: str = Field(description="what the reasoner wrote under the instruction")
     tokens: int = 0
     finish_reason: str | None = None
+    ends_reasoning: Literal["answer", "eos", "repeat"] | None = Field(
+        None, description="why the reasoning ended with this step: it holds the reasoner's own boxed answer "
+                          "(answer: the episode ends here), the reasoner ended its message (eos) or copied an "
+                          "earlier step (repeat); the last two go to the answer step")
+    rewritten: bool = Field(False, description="under its instruction the reasoner began to restate an earlier "
+                                                "step; that text was dropped and the step written without it")
     planner_ms: float = 0.0
     reasoner_ms: float = 0.0
 

@@ -39,6 +39,7 @@ class StepDone:
     finish_reason: str | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    eos: bool | None = None  # the reasoner ended its message itself (None: the server does not say)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +77,17 @@ def upstream_error_message(status: int, body: bytes) -> str:
     except (ValueError, AttributeError):
         msg = None
     return f"reasoner answered {status}: {msg or body[:300].decode('utf-8', 'replace')}"
+
+
+def ended_itself(choice: dict[str, Any]) -> bool | None:
+    """Whether a finished choice ended on the model's own end of message rather than a stop string or
+    the length limit. vLLM names the stop string that matched in `stop_reason` (a stop token id or
+    null for the end of sequence); servers without the field leave it unknown."""
+    if choice.get("finish_reason") != "stop":
+        return False
+    if "stop_reason" not in choice:
+        return None
+    return not isinstance(choice["stop_reason"], str)
 
 
 class OpenAIReasoner:
@@ -173,6 +185,7 @@ class OpenAIReasoner:
                             texts.append(text)
                         if choice.get("finish_reason"):
                             done.finish_reason = choice["finish_reason"]
+                            done.eos = ended_itself(choice)
                 if texts:
                     yield "".join(texts)
                 if finished:

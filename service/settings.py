@@ -13,7 +13,7 @@ ReasonerMode = Literal["continue", "completions", "turns"]
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RSIM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RSIM_", extra="ignore", env_ignore_empty=True)
 
     reasoner_url: str = Field(description="base URL of the OpenAI-compatible reasoner, e.g. http://host:8002/v1")
     reasoner_model: str | None = Field(None, description="default reasoner model; first of /v1/models if unset")

@@ -11,7 +11,7 @@ step and the reasoner continues from there, within the step's token budget (L1).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -33,6 +33,54 @@ class StepBounds:
 def open_fence(text: str) -> bool:
     """True when the text opened a ``` code block it has not closed."""
     return text.count("```") % 2 == 1
+
+
+COPY_CHARS = 48  # a step whose first 48 characters (whitespace collapsed) are an earlier step's is a copy
+
+
+def squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+def restates(text: str, earlier: Iterable[str], *, chars: int = COPY_CHARS) -> bool:
+    """True when a step starts as an earlier one did: their first `chars` characters, whitespace
+    collapsed, are the same. An instruct reasoner at temperature 0 copies what it wrote under the same
+    instruction, and every later step would copy it again."""
+    head = squeeze(text)[:chars]
+    return len(head) == chars and any(squeeze(old)[:chars] == head for old in earlier)
+
+
+class CopyGuard:
+    """Holds a streaming step back only while it may still be a copy (`restates`): its text is released
+    as soon as its start departs from every earlier step's, or at its end if it is too short to call a
+    copy; a copy is never released (`copied`)."""
+
+    def __init__(self, earlier: Iterable[str], *, chars: int = COPY_CHARS):
+        self.chars = chars
+        self.heads = {h for h in (squeeze(old)[:chars] for old in earlier) if len(h) == chars}
+        self.held: list[str] = []
+        self.decided, self.copied = not self.heads, False
+
+    def feed(self, chunk: str) -> list[str]:
+        """What of the step may go out now."""
+        if self.decided:
+            return [] if self.copied else [chunk]
+        self.held.append(chunk)
+        head = squeeze("".join(self.held))[:self.chars]
+        if any(h.startswith(head) for h in self.heads):
+            if len(head) < self.chars:
+                return []  # still on an earlier step's track
+            self.decided = self.copied = True
+            return []
+        self.decided = True
+        out, self.held = self.held, []
+        return out
+
+    def flush(self) -> list[str]:
+        """At the step's end: what was held back, unless it is a copy."""
+        self.decided = True
+        out, self.held = ([] if self.copied else self.held), []
+        return out
 
 
 def needs_more(text: str, bounds: StepBounds) -> bool:
@@ -57,7 +105,7 @@ async def write_step(reasoner: Reasoner, req: StepRequest, bounds: StepBounds) -
             else:
                 text += chunk
                 yield chunk
-        total.finish_reason = done.finish_reason
+        total.finish_reason, total.eos = done.finish_reason, done.eos
         total.prompt_tokens += done.prompt_tokens
         total.completion_tokens += done.completion_tokens
         budget -= done.completion_tokens

@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from planner_server.training.data import Problem
-from planner_server.training.scoring import is_correct
+from planner_server.training.scoring import verdict
 from service.baselines import BASELINES, prompt_baseline
 from service.catalog import TERMINATION, Catalog, load_catalog
 from service.errors import RsimError
@@ -81,13 +81,15 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
                 "planner_calls": 0, "trace": []}
     planned = method == "prompting" or method == "rsim" or method.startswith("fixed:")
     strategies = [s.strategy for s in result.steps] if planned else []
-    return {**base, "answer": result.answer, "correct": is_correct(result.answer, problem), "strategies": strategies,
+    correct, scoring_error = verdict(result.answer, problem)  # an error is counted wrong, and said so
+    return {**base, "answer": result.answer, "correct": correct, "scoring_error": scoring_error, "strategies": strategies,
             "n_strategies": len({s for s in strategies if s != TERMINATION}), "tokens": result.usage.completion_tokens,
             "planner_calls": result.usage.planner_calls, "finish_reason": result.finish_reason,
             "planner_version": result.planner_version,
             # the whole trace, so a failure can be read rather than guessed
             "trace": [{"strategy": s.strategy, "injected": s.injected, "text": s.text, "tokens": s.tokens,
-                       "finish_reason": s.finish_reason, "probability": s.probability} for s in result.steps]}
+                       "finish_reason": s.finish_reason, "ends_reasoning": s.ends_reasoning,
+                       "probability": s.probability} for s in result.steps]}
 
 
 class Runner:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from planner_server.reload import reload_backend
 from planner_server.state import State
-from service.errors import NotFound, Unauthorized
+from service.errors import InvalidRequest, NotFound, Unauthorized
 
 router = APIRouter()
 
@@ -31,10 +31,25 @@ def check_admin(state, authorization: str | None) -> None:
         raise Unauthorized("invalid admin token")
 
 
+def allowed_checkpoint(state, checkpoint: str) -> Path:
+    """A checkpoint named in the body must lie under the configured checkpoint folder (links resolved):
+    the admin token reloads the operator's checkpoints, never an arbitrary path."""
+    root = state.settings.checkpoint_root
+    if root is None:
+        raise InvalidRequest("no checkpoint folder is configured (RSIM_PLANNER_CHECKPOINT or "
+                             "RSIM_PLANNER_CHECKPOINT_ROOT): reload takes no path", param="checkpoint",
+                             code="checkpoint_outside")
+    path, base = Path(checkpoint).resolve(), Path(root).resolve()
+    if not path.is_relative_to(base):
+        raise InvalidRequest(f"checkpoint must be under the configured folder {base}", param="checkpoint",
+                             code="checkpoint_outside")
+    return path
+
+
 @router.post("/admin/reload")
 async def reload(state: State, req: ReloadRequest | None = None,
                  authorization: Annotated[str | None, Header()] = None) -> dict:
     check_admin(state, authorization)
     old = state.backend.version if state.backend else None
-    version = await reload_backend(state, Path(req.checkpoint) if req and req.checkpoint else None)
+    version = await reload_backend(state, allowed_checkpoint(state, req.checkpoint) if req and req.checkpoint else None)
     return {"status": "reloaded", "previous_version": old, "planner_version": version}

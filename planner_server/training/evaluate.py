@@ -16,8 +16,8 @@ from planner_server.decision import decide
 from planner_server.protocol import PlanRequest, PlanResponse
 from planner_server.settings import PlannerSettings
 from planner_server.training.data import Problem
-from planner_server.training.rewards import planner_reward
-from planner_server.training.scoring import is_correct
+from planner_server.training.rewards import planner_reward, termination_of
+from planner_server.training.scoring import verdict
 from service.baselines import prompt_baseline
 from service.catalog import Catalog, load_catalog
 from service.orchestrator import EpisodeConfig, Orchestrator
@@ -59,15 +59,15 @@ async def evaluate(method: str, problems: list[Problem], *, reasoner_url: str, r
         async with gate:
             if orchestrator is None:
                 r = await prompt_baseline(reasoner, p.question, cfg, catalog, "zerocot")
-                rec = {"correct": is_correct(r.answer, p), "answer": r.answer, "strategies": [],
+                rec = {"correct": verdict(r.answer, p)[0], "answer": r.answer, "strategies": [],
                        "tokens": r.usage.completion_tokens, "chose_termination": None}
             else:
                 r = await orchestrator.solve(p.question, cfg, request_id=f"eval-{method}-{i}")
                 strategies = [s.strategy for s in r.steps]
-                rec = {"correct": is_correct(r.answer, p), "answer": r.answer, "strategies": strategies,
-                       "tokens": r.usage.completion_tokens, "chose_termination": r.finish_reason == "termination"}
+                rec = {"correct": verdict(r.answer, p)[0], "answer": r.answer, "strategies": strategies,
+                       "tokens": r.usage.completion_tokens, **termination_of(r)}
                 rec["planner_reward"] = planner_reward(strategies, correct=rec["correct"],
-                                                       chose_termination=rec["chose_termination"]).total
+                                                       **termination_of(r)).total
         return {"i": i, "question": p.question, "truth": p.answer, **rec}
 
     try:

@@ -29,6 +29,8 @@ class ReasonerEpisode:
 
 
 class LocalReasoner:
+    append_only = True  # every token it wrote is in the episode's ids: the loop cannot drop a step's text
+
     def __init__(self, model, tokenizer, *, temperature: float = 1.0, name: str = "local"):
         self.model, self.tokenizer, self.temperature, self.name = model, tokenizer, temperature, name
         self.episodes: dict[str, ReasonerEpisode] = {}
@@ -89,7 +91,8 @@ class LocalReasoner:
         ep.open_delimiter = finish != "stop" or not req.stop  # a stop sequence is already in the ids
         if text:
             yield text
-        yield StepDone(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=len(ep.ids) - prompt_tokens)
+        yield StepDone(finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=len(ep.ids) - prompt_tokens,
+                       eos=ep.ended_on_eos)
 
     async def list_models(self) -> list[dict]:
         return [{"id": self.name}]

@@ -1,7 +1,9 @@
 """Rewards of DESIGN.md §5, as pure functions of a finished trajectory.
 
 Planner:  R_P = R_acc + R_penalty + R_terminal
-  R_terminal = +1 if the planner itself chose termination last, −1 if it never did (forced at max_steps)
+  R_terminal = +1 if the episode ended before max_steps on its own terms — the planner chose termination,
+               or the reasoner wrote its boxed answer or closed its message first — and −1 if termination
+               was forced (at max_steps, or after the reasoner copied an earlier step)
   R_penalty  = −(share of the most frequently chosen strategy in the trajectory)
 Reasoner: R = R_acc + R_format + R_follow
   R_format = 1 if the answer is in the task's required form (\\boxed{} for math, a code block for code,
@@ -15,6 +17,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from service.protocol import SolveResponse
 
 from service.answer import last_boxed, last_code_block
 from service.catalog import TERMINATION
@@ -42,13 +46,22 @@ class ReasonerReward:
         return self.acc + self.format + self.follow
 
 
-def planner_reward(strategies: Sequence[str], *, correct: bool, chose_termination: bool) -> PlannerReward:
-    """`chose_termination`: the last step is termination *and* the planner picked it (not forced)."""
+def planner_reward(strategies: Sequence[str], *, correct: bool, chose_termination: bool,
+                   reasoner_ended: bool = False) -> PlannerReward:
+    """`chose_termination`: the last step is termination *and* the planner picked it (not forced);
+    `reasoner_ended`: the reasoner wrote its answer or closed its message, so the loop ended on its own."""
     if not strategies:
         raise ValueError("a trajectory has at least one step")
     most = Counter(strategies).most_common(1)[0][1]
-    terminal = 1.0 if chose_termination and strategies[-1] == TERMINATION else -1.0
+    terminal = 1.0 if (chose_termination and strategies[-1] == TERMINATION) or reasoner_ended else -1.0
     return PlannerReward(acc=float(correct), penalty=-most / len(strategies), terminal=terminal)
+
+
+def termination_of(result: SolveResponse) -> dict[str, bool]:
+    """`planner_reward`'s termination arguments for a finished episode of the serving loop."""
+    last = result.steps[-1]
+    return {"chose_termination": last.strategy == TERMINATION and not last.forced,
+            "reasoner_ended": any(s.ends_reasoning in ("answer", "eos") for s in result.steps)}
 
 
 def answer_in_format(text: str, task: str) -> bool:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from planner_server.training.data import Problem
 from planner_server.training.policy import PolicyPlanner, Recorded
-from planner_server.training.rewards import PlannerReward, ReasonerReward, planner_reward, reasoner_reward
-from planner_server.training.scoring import is_correct
+from planner_server.training.rewards import (PlannerReward, ReasonerReward, planner_reward, reasoner_reward,
+                                              termination_of)
+from planner_server.training.scoring import verdict
 from service.errors import RsimError
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.protocol import SolveResponse
@@ -36,10 +37,12 @@ class Group:
 
 
 def score(problem: Problem, result: SolveResponse, decisions: list[Recorded]) -> Rollout:
-    correct = is_correct(result.answer, problem)
+    correct, error = verdict(result.answer, problem)
+    if error:  # counted wrong, and logged: never a silent verdict
+        log.warning("scoring error on %s: %s", problem.id, error)
     strategies = [s.strategy for s in result.steps]
     return Rollout(problem, result, decisions, correct,
-                   planner_reward(strategies, correct=correct, chose_termination=result.finish_reason == "termination"),
+                   planner_reward(strategies, correct=correct, **termination_of(result)),
                    reasoner_reward([(s.strategy, s.injected + s.text) for s in result.steps], result.text,
                                    problem.task, correct=correct))
 

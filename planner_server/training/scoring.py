@@ -4,15 +4,19 @@ match for multiple choice, unit tests in a sandboxed subprocess for code."""
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 from fractions import Fraction
 
 from planner_server.training.data import Problem
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)  # one warning per call when run without a timeout
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
@@ -36,21 +40,36 @@ def numeric_equal(answer: str, truth: str, *, rel_tol: float = 0.0) -> bool:
     return abs(a - t) <= rel_tol * max(abs(t), Fraction(1))
 
 
+class ScoringError(Exception):
+    """The scorer could not decide (e.g. math-verify failed on the input): recorded, never read as a verdict."""
+
+
+_PLAIN_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def plain_number(text: str) -> bool:
+    """Only a number (a sign, digits, thousands commas, decimals), `$`, spaces and a final period aside."""
+    return bool(_PLAIN_NUMBER.fullmatch(text.strip().strip("$").strip().rstrip(".")))
+
+
 def math_equal(answer: str, truth: str) -> bool:
+    """math-verify decides; numbers compare as numbers only when both sides are nothing but a number.
+    Its timeout is a signal, which works only in the main thread: elsewhere (training scores rollouts in
+    worker threads) it runs without one rather than silently answering False (`ScoringError` on failure)."""
     if answer.strip().strip("$").lower() == truth.strip().strip("$").lower():  # True/False, words, exact forms
         return True
+    if plain_number(answer) and plain_number(truth):
+        return numeric_equal(answer, truth)
+    from math_verify import parse, verify  # the train and eval extras bring it
+
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
     try:
-        from math_verify import parse, verify
-    except ImportError:  # pragma: no cover - the train extra brings it
-        return numeric_equal(answer, truth) or answer.strip() == truth.strip()
-    try:
-        gold = parse(f"${truth}$")
-        pred = parse(f"${answer}$")
-        if gold and pred and verify(gold, pred):
-            return True
-    except Exception:  # math-verify raises on odd LaTeX; fall back to numbers
-        pass
-    return numeric_equal(answer, truth)
+        gold = parse(f"${truth}$", parsing_timeout=timeout, raise_on_error=True)
+        pred = parse(f"${answer}$", parsing_timeout=timeout, raise_on_error=True)
+        return bool(gold and pred) and verify(gold, pred, timeout_seconds=timeout, raise_on_error=True)
+    except Exception as e:  # math-verify raises on odd LaTeX and on its timeout
+        raise ScoringError(f"math-verify could not compare {answer[:80]!r} with {truth[:80]!r}: "
+                           f"{e.__class__.__name__}: {str(e)[:200]}") from e
 
 
 def choice_equal(answer: str, truth: str) -> bool:
@@ -109,3 +128,11 @@ def is_correct(answer: str, problem: Problem) -> bool:
             else problem.question + answer
         return run_code_tests(solution, problem.tests)
     return math_equal(answer, problem.answer)
+
+
+def verdict(answer: str, problem: Problem) -> tuple[bool, str | None]:
+    """`is_correct`, with a scoring error counted wrong and returned, not raised."""
+    try:
+        return is_correct(answer, problem), None
+    except ScoringError as e:
+        return False, str(e)

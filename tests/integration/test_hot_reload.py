@@ -19,7 +19,7 @@ from service.catalog import load_catalog
 from tests.support.procs import free_port, running, serve_cmd
 
 pytestmark = pytest.mark.slow
-TOKEN = "s3cret-admin"
+TOKEN = "s3cret-admin-token-for-tests"
 
 
 def write_checkpoint(run, tiny_model, step: int) -> None:
@@ -70,8 +70,15 @@ async def test_reload_under_load(tiny_model, work_dir):
             assert r.json()["previous_version"] == "step-000001@step1"
             assert r.json()["planner_version"] == "step-000002@step2"
 
+            outside = await admin.post(f"{url}/admin/reload", json={"checkpoint": str(run)},
+                                       headers={"Authorization": f"Bearer {TOKEN}"})
+            assert outside.status_code == 400 and outside.json()["error"]["code"] == "checkpoint_outside"
+            sneaky = await admin.post(f"{url}/admin/reload", json={"checkpoint": str(run / "checkpoints" / "..")},
+                                      headers={"Authorization": f"Bearer {TOKEN}"})
+            assert sneaky.status_code == 400 and sneaky.json()["error"]["code"] == "checkpoint_outside"
+
             foreign = run / "checkpoints" / "step-000002"
-            other = run / "foreign"
+            other = run / "checkpoints" / "foreign"
             shutil.copytree(foreign, other)
             manifest = json.loads((other / "manifest.json").read_text())
             (other / "manifest.json").write_text(json.dumps({**manifest, "catalog_version": "0123456789ab"}))

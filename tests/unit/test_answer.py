@@ -17,3 +17,11 @@ def test_code_block_when_no_box():
 def test_fallback_is_the_final_step_text():
     assert extract_answer("all the text", "  final step  ") == "final step"
     assert extract_answer("  only text ") == "only text"
+
+
+def test_first_boxed_takes_only_a_closed_box():
+    from service.answer import first_boxed
+    assert first_boxed("so \\boxed{20} shells. Human: \\boxed{45}") == "20"
+    assert first_boxed("\\boxed{\\frac{1}{2}} then \\boxed{3}") == "\\frac{1}{2}"
+    assert first_boxed("The final answer is \\boxed{") is None  # the termination instruction's open box
+    assert first_boxed("\\boxed{12") is None and first_boxed("no box") is None

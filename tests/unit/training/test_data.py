@@ -71,3 +71,34 @@ def test_code_sandbox():
     assert not run_code_tests("def add(a, b):\n    while True: pass", tests, timeout_s=2)
     net = "import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    return a + b"
     assert not run_code_tests(net, tests)
+
+
+WRONG_MATH = [  # seen scored correct by the old "last numbers match" fallback (issue 13)
+    ("\\frac{3}{2}", "\\frac{1}{2}"), ("5\\sqrt{3}", "2\\sqrt{3}"), ("(3, 2)", "(1, 2)"), ("2^{5}", "10^{5}"),
+    ("3\\pi", "2\\pi"), ("x^2 + 1", "x^2 + 2"), ("\\sqrt{2}", "2"), ("-4", "4"), ("1,001", "1000"),
+]
+RIGHT_MATH = [("0.5", "\\frac{1}{2}"), ("42", "42.0"), ("1,000", "1000"), ("x=3", "3"), ("\\dfrac{1}{2}", "\\frac12"),
+              ("2\\sqrt{3}", "\\sqrt{12}"), ("(1, 2)", "(1,2)"), ("10^{5}", "100000")]
+
+
+@pytest.mark.parametrize("answer,truth", WRONG_MATH)
+def test_math_equal_rejects_wrong_answers(answer, truth):
+    assert not math_equal(answer, truth)
+
+
+@pytest.mark.parametrize("answer,truth", RIGHT_MATH)
+def test_math_equal_accepts_equal_forms(answer, truth):
+    assert math_equal(answer, truth)
+
+
+def test_math_equal_off_the_main_thread():
+    """Rollouts are scored in worker threads, where math-verify's signal timeout cannot work: the verdicts
+    must be the same there, not a silent False."""
+    import threading
+    seen = {}
+    worker = threading.Thread(target=lambda: seen.update(
+        (pair, math_equal(*pair)) for pair in WRONG_MATH + RIGHT_MATH))
+    worker.start()
+    worker.join()
+    assert [seen[p] for p in WRONG_MATH] == [False] * len(WRONG_MATH)
+    assert [seen[p] for p in RIGHT_MATH] == [True] * len(RIGHT_MATH)

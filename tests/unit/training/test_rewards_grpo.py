@@ -70,3 +70,27 @@ def test_loss_gradient_pushes_toward_positive_advantage():
     loss, _ = clipped_surrogate(logp[[0]], logp[[0]].detach(), torch.tensor([1.0]))
     loss.backward()
     assert logits.grad[0] < 0 and logits.grad[1] > 0  # descent raises the advantaged action
+
+
+def test_terminal_reward_when_the_reasoner_ended_first():
+    """The episode ended on its own terms when the reasoner wrote its answer or closed its message (the
+    planner had no turn left to choose termination): +1, as if it had; a copied step is not: −1."""
+    from service.protocol import SolveResponse, StepTrace, Timings, Usage
+    from planner_server.training.rewards import termination_of
+
+    def result(*steps):
+        return SolveResponse(id="x", model="m", answer="1", text="", finish_reason="termination", usage=Usage(),
+                             timings=Timings(), planner_version=None, catalog_version="c",
+                             steps=[StepTrace(index=i, strategy=s, forced=f, injected="", text="", ends_reasoning=e)
+                                    for i, (s, f, e) in enumerate(steps)])
+
+    chose = termination_of(result(("verification", False, None), ("termination", False, None)))
+    eos = termination_of(result(("verification", False, "eos"), ("termination", True, None)))
+    repeat = termination_of(result(("verification", False, None), ("verification", False, "repeat"),
+                                   ("termination", True, None)))
+    assert chose == {"chose_termination": True, "reasoner_ended": False}
+    assert planner_reward(["verification", "termination"], correct=True, **eos).terminal == 1.0
+    answered = termination_of(result(("verification", False, None), ("continuation", False, "answer")))
+    assert answered == {"chose_termination": False, "reasoner_ended": True}
+    assert planner_reward(["verification", "termination"], correct=True, **chose).terminal == 1.0
+    assert planner_reward(["verification", "verification", "termination"], correct=True, **repeat).terminal == -1.0

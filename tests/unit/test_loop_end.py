@@ -1,0 +1,141 @@
+"""The loop goes to the answer when the reasoner has nothing to add (service.orchestrator): it ended its
+message (vLLM's `stop_reason` is null or a token id, not the stop string), or it restated an earlier step.
+
+Seen on the instruct reasoner at temperature 0 (docs/eval-instruct.md): under the same instruction it
+copied its last step word for word until `max_steps` (20–30 of 30 episodes per method), and after closing
+its message with an answer it was made to write on ("Human: A certain number of students…"). The
+scripted reasoner replays those shapes; `ended_itself` reads the chunks vLLM 0.32 sent (recorded here)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from planner_server.protocol import PlanResponse
+from service.catalog import load_catalog
+from service.orchestrator import EpisodeConfig, Orchestrator
+from service.reasoner import StepDone, ended_itself
+from service.step import CopyGuard, restates
+
+
+class Scripted:
+    def __init__(self, replies):
+        self.replies, self.calls = list(replies), []
+
+    async def step(self, req):
+        self.calls.append(replace(req, steps=list(req.steps)))  # the chain of thought as it was sent
+        text, finish, eos = self.replies.pop(0)
+        yield text
+        yield StepDone(finish_reason=finish, prompt_tokens=10, completion_tokens=len(text.split()), eos=eos)
+
+
+class Always:
+    """A planner that always picks one strategy (what the untrained Gemma planner did: self_reflection)."""
+
+    def __init__(self, strategy):
+        self.strategy, self.calls = strategy, 0
+
+    async def plan(self, req, *, request_id=None):
+        self.calls += 1
+        ids = load_catalog().ids
+        return PlanResponse(strategy=self.strategy, probabilities={i: float(i == self.strategy) for i in ids},
+                            entropy=0.0, planner_version="test", catalog_version="test", latency_ms=0.0)
+
+
+STEP1 = " 1. Goran starts with 30 shells.\n2. He gives away 3 shells, so he has 30 - 3 = 27 shells left."
+STEP2 = " 3. He gives away 7 more, so he has 27 - 7 = 20 shells left."
+
+
+def test_ended_itself_reads_vllm_stop_reason():
+    # recorded from vLLM 0.32's chat stream (the last chunk's choice, trimmed)
+    assert ended_itself({"finish_reason": "stop", "stop_reason": None}) is True  # end of sequence
+    assert ended_itself({"finish_reason": "stop", "stop_reason": 151643}) is True  # a stop token id
+    assert ended_itself({"finish_reason": "stop", "stop_reason": "\n\n"}) is False  # the step delimiter
+    assert ended_itself({"finish_reason": "length", "stop_reason": None}) is False
+    assert ended_itself({"finish_reason": "stop"}) is None  # a server that does not say
+
+
+def test_restates_only_copies_from_the_start():
+    assert restates(STEP1, [STEP1])
+    assert restates("  " + STEP1.replace("\n", " \n "), [STEP1])  # whitespace aside
+    assert restates(STEP1 + " 3. He gives away 7 more.", [STEP1])  # the copy, then more
+    assert restates(STEP1[:50], [STEP1])  # the copy, cut short by the budget
+    assert not restates(STEP1[:40], [STEP1])  # too short to call a copy
+    assert not restates(STEP2, [STEP1])
+    assert not restates(" The total is 20.", [" The total is 20."])
+    assert not restates("Let me see. " + STEP1, [STEP1])  # not from its start
+    assert not restates(STEP1, [])
+
+
+def feed_all(guard, chunks):
+    out = [o for c in chunks for o in guard.feed(c)]
+    return out, out + guard.flush()
+
+
+def test_copy_guard_releases_new_text_at_once_and_never_a_copy():
+    fresh = CopyGuard([STEP1])
+    assert fresh.feed(" 3. He") == [" 3. He"]  # departs from " 1. Goran…" at once: released at once
+    fresh2 = CopyGuard([STEP1])
+    assert fresh2.feed(" 1.") == [] and fresh2.feed(" Ana") == [" 1.", " Ana"] and not fresh2.copied
+    assert fresh2.feed(" more") == [" more"]
+    copy = CopyGuard([STEP1])
+    live, total = feed_all(copy, [STEP1[i:i + 7] for i in range(0, len(STEP1), 7)])
+    assert copy.copied and live == [] and total == []
+    short = CopyGuard([STEP1])  # ends while still on the earlier step's track, too short to be a copy
+    assert feed_all(short, [" 1. Goran", " starts"]) == ([], [" 1. Goran", " starts"]) and not short.copied
+    assert CopyGuard([]).feed("x") == ["x"] and CopyGuard([" short"]).feed("x") == ["x"]
+
+
+async def run(replies, *, planner_strategy="self_reflection", force=None, max_steps=5):
+    reasoner, planner = Scripted(replies), Always(planner_strategy)
+    orch = Orchestrator(planner, reasoner, load_catalog())
+    cfg = EpisodeConfig(model="m", max_steps=max_steps, force=force, min_step_tokens=0, min_step_chars=0)
+    return await orch.solve("Goran has 30 shells...", cfg), reasoner, planner
+
+
+async def test_a_copied_step_is_written_again_without_its_instruction():
+    replies = [(STEP1, "stop", False), (STEP1, "stop", False), (STEP2, "stop", False), ("20}", "stop", True)]
+    result, reasoner, planner = await run(replies, max_steps=3)
+    assert [s.strategy for s in result.steps] == ["self_reflection", "self_reflection", "termination"]
+    step = result.steps[1]
+    assert step.rewritten and step.injected == "" and step.text == STEP2 and step.ends_reasoning is None
+    assert [c.pending for c in reasoner.calls[1:3]] == [load_catalog().get("self_reflection").instruction, ""]
+    assert reasoner.calls[2].steps[-1].text == STEP1  # the copy never reached the chain of thought
+    assert result.text.count(STEP1) == 1 and STEP2 in result.text
+    assert step.tokens == 2 * len(STEP1.split()) // 2 + len(STEP2.split()) and result.usage.reasoner_calls == 4
+
+
+async def test_a_step_copied_even_without_instruction_goes_to_the_answer():
+    replies = [(STEP1, "stop", False), (STEP1, "stop", False), (STEP1, "stop", False), ("20}", "stop", True)]
+    result, reasoner, planner = await run(replies)
+    assert [s.strategy for s in result.steps] == ["self_reflection", "self_reflection", "termination"]
+    assert [s.ends_reasoning for s in result.steps] == [None, "repeat", None]
+    assert result.steps[1].rewritten and planner.calls == 2 and result.steps[-1].forced
+    assert result.finish_reason == "termination" and result.answer == "20"
+
+
+async def test_a_step_that_ends_the_message_goes_to_the_answer():
+    result, reasoner, planner = await run([(STEP1, "stop", False), (STEP2 + " That is all.", "stop", True),
+                                           ("20}.", "stop", True)], force="continuation")
+    assert [s.strategy for s in result.steps] == ["continuation", "continuation", "termination"]
+    assert result.steps[1].ends_reasoning == "eos" and result.finish_reason == "termination"
+    assert planner.calls == 0 and len(reasoner.calls) == 3 and result.answer == "20"
+
+
+async def test_a_step_with_its_own_boxed_answer_ends_the_episode():
+    """What the instruct reasoner did once it had the result: a boxed answer, then a made-up follow-up
+    question ("Human: …") whose result the answer step then boxed instead."""
+    step = STEP2 + " So he has \\boxed{20} shells.\nHuman: A farmer has 15 apples in 3 bags: \\boxed{45}"
+    result, reasoner, planner = await run([(STEP1, "stop", False), (step, "length", False)])
+    assert [s.strategy for s in result.steps] == ["self_reflection", "self_reflection"]
+    assert result.steps[-1].ends_reasoning == "answer" and result.finish_reason == "termination"
+    assert result.answer == "20" and planner.calls == 2 and len(reasoner.calls) == 2
+
+
+async def test_new_steps_on_a_silent_server_run_to_max_steps():
+    """Distinct steps from a server that does not report how they ended: the loop runs as before."""
+    replies = [(STEP1, "stop", None), (STEP2, "stop", None), (" 4. He buys 56 more: 20 + 56 = 76 shells.", "stop", None),
+               ("76}", "stop", None)]
+    result, reasoner, planner = await run(replies, max_steps=4)
+    assert [s.ends_reasoning for s in result.steps] == [None] * 4
+    assert [s.strategy for s in result.steps][-1] == "termination" and planner.calls == 3
+    assert result.finish_reason == "max_steps"
