@@ -189,7 +189,26 @@ def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
 def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
     from clients.eval.report import build_report
 
-    what = extra.pop(0) if extra and extra[0] in ("report", "suite") else None
+    what = extra.pop(0) if extra and extra[0] in ("report", "suite", "score") else None
+    if what == "score":
+        import json
+        import sys
+
+        from clients.eval.score import read_jsonl, score_rows
+
+        if len(extra) != 1:
+            err.print("usage: rsim eval score FILE.jsonl   (rows {task, answer, truth, prompt?, test?, entry_point?}; "
+                      "'-' reads stdin)")
+            return 2
+        if extra[0] != "-" and not Path(extra[0]).is_file():
+            err.print(f"[red]error:[/] no such file: {extra[0]}")
+            return 2
+        src = sys.stdin if extra[0] == "-" else open(extra[0], encoding="utf-8")  # noqa: SIM115
+        with src:
+            for row in score_rows(read_jsonl(src)):
+                sys.stdout.write(json.dumps(row) + "\n")
+                sys.stdout.flush()
+        return 0
     if what == "report":
         if not extra:
             err.print("usage: rsim eval report RUN_DIR")
@@ -311,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_train, takes_extra=True)
 
     ev = sub.add_parser("eval", help="evaluate methods on datasets (`rsim eval --dataset … --methods …`, "
-                                     "`rsim eval report RUN_DIR`, `rsim eval suite FILE`)", add_help=False)
+                                     "`rsim eval report RUN_DIR`, `rsim eval suite FILE`, `rsim eval score FILE.jsonl`)",
+                        add_help=False)
     ev.set_defaults(fn=cmd_eval, takes_extra=True)
 
     t = sub.add_parser("strategies", help="show the strategy catalog")

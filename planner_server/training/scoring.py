@@ -72,9 +72,21 @@ def math_equal(answer: str, truth: str) -> bool:
                            f"{e.__class__.__name__}: {str(e)[:200]}") from e
 
 
+_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-J])\)?(?![A-Za-z])")
+
+
+_NAMED = re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE)
+
+
 def choice_equal(answer: str, truth: str) -> bool:
-    m = re.search(r"\b([A-J])\b", answer.strip().upper().replace("(", " ").replace(")", " "))
-    return bool(m) and m.group(1) == truth.strip().upper().strip("()")
+    """The final answer letter: a boxed one, else the last one named as the answer ("the answer is C"),
+    else the last standalone capital letter A–J (options ruled out come before the one picked)."""
+    from service.answer import last_boxed
+
+    boxed = last_boxed(answer)
+    named = _NAMED.findall(answer)
+    found = _LETTER.findall(boxed) if boxed else [named[-1].upper()] if named else _LETTER.findall(answer)
+    return bool(found) and found[-1] == truth.strip().upper().strip("()")
 
 
 SANDBOX_PRELUDE = """
@@ -112,6 +124,18 @@ def run_code_tests(solution: str, tests: str, *, timeout_s: float = 10.0, memory
         return r.returncode == 0
 
 
+def code_solution(prompt: str, answer: str) -> str:
+    """HumanEval's way: prompt + completion. An answer that is a whole program (a `def`, imports…) comes
+    after the prompt rather than instead of it, so the prompt's imports (`from typing import List`)
+    still hold and the answer's own definition wins."""
+    if not answer.lstrip("\r\n").startswith(("def ", "import ", "from ", "class ", "@")):  # at column 0
+        return prompt + answer
+    head = prompt.rstrip()
+    if head.endswith(":"):  # a signature with no docstring: give it a body before the answer's own
+        head += "\n    pass"
+    return head + "\n\n\n" + answer
+
+
 def is_correct(answer: str, problem: Problem) -> bool:
     if problem.task == "synthetic":
         return numeric_equal(answer, problem.answer)
@@ -124,9 +148,7 @@ def is_correct(answer: str, problem: Problem) -> bool:
     if problem.task == "code":
         if not problem.tests:
             return False
-        solution = answer if answer.lstrip().startswith(("def ", "import ", "from ", "class ")) \
-            else problem.question + answer
-        return run_code_tests(solution, problem.tests)
+        return run_code_tests(code_solution(problem.question, answer), problem.tests)
     return math_equal(answer, problem.answer)
 
 
