@@ -239,7 +239,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                         "(with a JSONL/Parquet path), synthetic[:steps=3-5,scale=3,seed=7], humaneval-bundled; "
                         "repeatable")
     p.add_argument("--methods", default="zerocot,ps+,rsim", help="comma list: zerocot, ps+, prompting, rsim, "
-                                                                 "fixed:<strategy>")
+                                                                 "fixed:<strategy>, optillm:<approach>")
     p.add_argument("--reasoner-url", required=True)
     p.add_argument("--reasoner-model", required=True)
     p.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])
@@ -249,6 +249,8 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
     p.add_argument("--planner-model", help="rsim with this base model, in-process")
     p.add_argument("--prompting-url")
     p.add_argument("--prompting-model")
+    p.add_argument("--optillm-url", help="optillm:<approach> through this OptiLLM proxy (base URL with /v1) in front "
+                                         "of the same reasoner")
     p.add_argument("--limit", type=int)
     p.add_argument("--max-steps", type=int, default=4)
     p.add_argument("--max-tokens-per-step", type=int, default=64)
@@ -262,7 +264,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                                          model=e.planner_model),
                      prompting_url=e.prompting_url, prompting_model=e.prompting_model, max_steps=e.max_steps,
                      max_tokens_per_step=e.max_tokens_per_step, final_max_tokens=e.final_max_tokens,
-                     concurrency=e.concurrency)
+                     concurrency=e.concurrency, optillm_url=e.optillm_url)
     datasets = []
     for spec in e.dataset:
         name, _, path = spec.partition(":")

@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from clients.eval.peers import optillm_solve
 from planner_server.training.data import Problem
 from planner_server.training.scoring import verdict
 from service.baselines import BASELINES, prompt_baseline
@@ -54,6 +55,7 @@ class EvalConfig:
     final_max_tokens: int = 32
     concurrency: int = 4
     reasoner_temperature: float = 0.0
+    optillm_url: str | None = None  # an OptiLLM proxy in front of the same reasoner (`optillm:<approach>`)
 
 
 def record_path(out: Path, dataset: str, method: str) -> Path:
@@ -98,6 +100,7 @@ class Runner:
     def __init__(self, cfg: EvalConfig, catalog: Catalog | None = None):
         self.cfg, self.catalog = cfg, catalog or load_catalog()
         self.session = None
+        self.optillm: OpenAIReasoner | None = None
         self.orchestrators: dict[str, Orchestrator] = {}
         self.building = asyncio.Lock()
         self.backends: list[Any] = []
@@ -161,9 +164,18 @@ class Runner:
     async def solve(self, method: str, problem: Problem) -> SolveResponse:
         if method in BASELINES:
             return await prompt_baseline(self.reasoner, problem.question, self.episode(), self.catalog, method)
+        if method.startswith("optillm:"):
+            if not self.cfg.optillm_url:
+                raise ValueError(f"method '{method}' needs --optillm-url (an OptiLLM proxy in front of the reasoner)")
+            self.optillm = self.optillm or OpenAIReasoner(self.session, self.cfg.optillm_url, retries=0)
+            return await optillm_solve(self.optillm, method.split(":", 1)[1], problem.question,
+                                       model=self.cfg.reasoner_model, temperature=self.cfg.reasoner_temperature,
+                                       max_tokens=self.cfg.max_tokens_per_step * max(1, self.cfg.max_steps - 1)
+                                       + self.cfg.final_max_tokens, catalog_version=self.catalog.version)
         force = method.split(":", 1)[1] if method.startswith("fixed:") else None
         if force is None and method not in ("rsim", "prompting"):
-            raise ValueError(f"unknown method '{method}'; known: zerocot, ps+, prompting, rsim, fixed:<strategy>")
+            raise ValueError(f"unknown method '{method}'; known: zerocot, ps+, prompting, rsim, fixed:<strategy>, "
+                             "optillm:<approach>")
         if force is not None and force not in self.catalog.ids:
             raise ValueError(f"unknown strategy in method '{method}'; known: {', '.join(self.catalog.ids)}")
         if self.cfg.planner.service_url and method != "prompting":  # the real service, over HTTP
