@@ -1,8 +1,10 @@
-"""Answer extraction from a finished chain of thought: last \\boxed{}, else last code block, else text."""
+"""Answer extraction from a finished chain of thought: last \\boxed{}, else last code block, else text;
+and the answer step of each answer format (a boxed value, or a code block for code tasks)."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 _CODE_BLOCK = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 
@@ -56,3 +58,27 @@ def extract_answer(text: str, final_step: str | None = None) -> str:
     if code is not None:
         return code
     return (final_step if final_step is not None else text).strip()
+
+
+AnswerFormat = Literal["boxed", "code"]
+
+# The code task's answer step opens the block itself: a `\\boxed{` there made the reasoner box its code.
+CODE_ANSWER = "I can now give the final answer as one complete, self-contained Python code block.\n```python\n"
+
+
+def answer_instruction(fmt: AnswerFormat, catalog_instruction: str) -> str:
+    """The answer step's instruction: the catalog's termination text (`… \\boxed{`), or the code opener."""
+    return CODE_ANSWER if fmt == "code" else catalog_instruction
+
+
+def answer_stop(fmt: AnswerFormat, delimiter: str) -> list[str] | None:
+    """A code answer runs to its closing fence or its budget (a blank line inside code is no end)."""
+    return None if fmt == "code" else [delimiter]
+
+
+def final_answer(fmt: AnswerFormat, text: str, final_step: str) -> str:
+    """The answer of a finished episode: for code, what the answer step wrote inside the block it was
+    given (up to its closing fence); otherwise `extract_answer`."""
+    if fmt == "code":
+        return final_step.split("```", 1)[0].strip("\n")
+    return extract_answer(text, final_step)

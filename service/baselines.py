@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from service.answer import extract_answer
+from service.answer import answer_instruction, answer_stop, final_answer
 from service.catalog import TERMINATION, Catalog
 from service.injection import WrittenStep, chain_of_thought, injection_text
 from service.orchestrator import EpisodeConfig
@@ -32,7 +32,8 @@ async def prompt_baseline(reasoner: OpenAIReasoner, question: str, cfg: EpisodeC
     traces: list[StepTrace] = []
     usage, timings = Usage(), Timings()
     plan = [(method, BASELINES[method], cfg.max_tokens_per_step * max(1, cfg.max_steps - 1), None),
-            (TERMINATION, injection_text(catalog.get(TERMINATION), 1), cfg.final_max_tokens, [cfg.delimiter])]
+            (TERMINATION, answer_instruction(cfg.answer_format, injection_text(catalog.get(TERMINATION), 1)),
+             cfg.final_max_tokens, answer_stop(cfg.answer_format, cfg.delimiter))]
     for index, (label, instruction, budget, stop) in enumerate(plan):
         t0 = time.perf_counter()
         parts: list[str] = []
@@ -57,6 +58,6 @@ async def prompt_baseline(reasoner: OpenAIReasoner, question: str, cfg: EpisodeC
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
     timings.total_ms = (time.perf_counter() - t_start) * 1000
     timings.overhead_ms = max(0.0, timings.total_ms - timings.reasoner_ms)
-    return SolveResponse(id=rid, model=cfg.model, answer=extract_answer(text, written[-1].text), text=text,
+    return SolveResponse(id=rid, model=cfg.model, answer=final_answer(cfg.answer_format, text, written[-1].text), text=text,
                          steps=traces, finish_reason="termination", usage=usage, timings=timings,
                          planner_version=None, catalog_version=catalog.version)

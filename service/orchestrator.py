@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from planner_server.protocol import PlanRequest, PlanStep
-from service.answer import extract_answer, first_boxed
+from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
 from service.catalog import TERMINATION, Catalog
 from service.errors import InvalidRequest, PlannerUnavailable
 from service.injection import WrittenStep, chain_of_thought, injection_text
@@ -37,6 +37,7 @@ class EpisodeConfig:
     delimiter: str = "\n\n"
     min_step_tokens: int = 24  # vLLM `min_tokens` of a reasoning step (0 for servers without it)
     min_step_chars: int = 16  # a shorter reasoning step is resumed past its delimiter
+    answer_format: AnswerFormat = "boxed"  # "code": the answer step opens a Python block instead of \boxed{
 
     def bounds(self, strategy_id: str) -> StepBounds:
         """The answer step may be short; every other step must carry reasoning."""
@@ -133,10 +134,12 @@ class Orchestrator:
                 strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
                 injected, stop = "", None
                 max_tokens = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step
+            elif strategy_id == TERMINATION:
+                injected = answer_instruction(cfg.answer_format, injection_text(self.catalog.get(TERMINATION), index))
+                max_tokens, stop = cfg.final_max_tokens, answer_stop(cfg.answer_format, cfg.delimiter)
             else:
                 injected = injection_text(self.catalog.get(strategy_id), index)
-                max_tokens = cfg.final_max_tokens if strategy_id == TERMINATION else cfg.max_tokens_per_step
-                stop = [cfg.delimiter]
+                max_tokens, stop = cfg.max_tokens_per_step, [cfg.delimiter]
 
             trace = StepTrace(index=index, strategy=strategy_id, probability=probability, probabilities=probabilities,
                               forced=forced, injected=injected, text="", planner_ms=planner_ms)
@@ -178,7 +181,7 @@ class Orchestrator:
             timings.reasoner_ms += trace.reasoner_ms
             trace.text = "".join(text_parts)
             if reasoning:
-                if first_boxed(trace.text) is not None:
+                if cfg.answer_format == "boxed" and first_boxed(trace.text) is not None:
                     trace.ends_reasoning = "answer"
                 elif eos:
                     trace.ends_reasoning = "eos"
@@ -203,7 +206,7 @@ class Orchestrator:
         timings.total_ms = (time.perf_counter() - t_start) * 1000
         timings.overhead_ms = max(0.0, timings.total_ms - timings.planner_ms - timings.reasoner_ms)
         if answer is None:
-            answer = extract_answer(full_text, final.text)
+            answer = final_answer(cfg.answer_format, full_text, final.text)
         yield Finished(SolveResponse(
             id=request_id, model=cfg.model, answer=answer,
             text=full_text, steps=traces, finish_reason=finish_reason, degraded=degraded, usage=usage,

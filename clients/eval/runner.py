@@ -119,11 +119,11 @@ class Runner:
             await self.sdk.close()
         await self.session.close()
 
-    def episode(self, force: str | None = None) -> EpisodeConfig:
+    def episode(self, force: str | None = None, task: str | None = None) -> EpisodeConfig:
         c = self.cfg
         return EpisodeConfig(model=c.reasoner_model, max_steps=c.max_steps, max_tokens_per_step=c.max_tokens_per_step,
                              final_max_tokens=c.final_max_tokens, reasoner_temperature=c.reasoner_temperature,
-                             force=force)
+                             force=force, answer_format="code" if task in ("code", "runs") else "boxed")
 
     async def orchestrator(self, method: str) -> Orchestrator:
         """The loop for a planned method, built once per run: concurrent items wait for the first build
@@ -163,7 +163,8 @@ class Runner:
 
     async def solve(self, method: str, problem: Problem) -> SolveResponse:
         if method in BASELINES:
-            return await prompt_baseline(self.reasoner, problem.question, self.episode(), self.catalog, method)
+            return await prompt_baseline(self.reasoner, problem.question, self.episode(task=problem.task), self.catalog,
+                                         method)
         if method.startswith("optillm:"):
             if not self.cfg.optillm_url:
                 raise ValueError(f"method '{method}' needs --optillm-url (an OptiLLM proxy in front of the reasoner)")
@@ -186,7 +187,7 @@ class Runner:
                                         max_tokens_per_step=self.cfg.max_tokens_per_step, model=self.cfg.reasoner_model,
                                         force=force)
         orch = await self.orchestrator("fixed" if force else method)
-        return await orch.solve(problem.question, self.episode(force))
+        return await orch.solve(problem.question, self.episode(force, problem.task))
 
     async def run(self, dataset: str, problems: list[Problem], method: str, *, label: str | None = None) -> Path:
         """Run `method` on every problem not finished yet; records carry `label` (default: the method)."""

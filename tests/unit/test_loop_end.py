@@ -139,3 +139,19 @@ async def test_new_steps_on_a_silent_server_run_to_max_steps():
     assert [s.ends_reasoning for s in result.steps] == [None] * 4
     assert [s.strategy for s in result.steps][-1] == "termination" and planner.calls == 3
     assert result.finish_reason == "max_steps"
+
+
+async def test_a_code_task_answers_with_a_code_block_not_a_box():
+    """Termination used to open `\\boxed{` on code too, and the `\\n\\n` stop cut the code at its first
+    blank line (issue 13): the code answer step opens a Python block and runs to its closing fence."""
+    code = "def add(a, b):\n    s = a + b\n\n    return s\n```\nThat is the function."
+    reasoner, planner = Scripted([(" I add the two numbers and return the sum, nothing more to it.", "stop", False),
+                                  (code, "stop", True)]), Always("termination")
+    orch = Orchestrator(planner, reasoner, load_catalog())
+    cfg = EpisodeConfig(model="m", max_steps=2, force="continuation", answer_format="code", min_step_tokens=0,
+                        min_step_chars=0)
+    result = await orch.solve("def add(a, b):\n    \"\"\"Sum.\"\"\"\n", cfg)
+    answer_step = reasoner.calls[-1]
+    assert answer_step.pending.endswith("```python\n") and "\\boxed" not in answer_step.pending
+    assert answer_step.stop is None
+    assert result.answer == "def add(a, b):\n    s = a + b\n\n    return s"
