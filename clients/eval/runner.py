@@ -90,7 +90,7 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
             "planner_version": result.planner_version,
             # the whole trace, so a failure can be read rather than guessed
             "trace": [{"strategy": s.strategy, "injected": s.injected, "text": s.text, "tokens": s.tokens,
-                       "finish_reason": s.finish_reason, "ends_reasoning": s.ends_reasoning,
+                       "finish_reason": s.finish_reason, "ends_reasoning": s.ends_reasoning, "rewritten": s.rewritten,
                        "probability": s.probability} for s in result.steps]}
 
 
