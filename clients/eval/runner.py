@@ -211,7 +211,9 @@ class Runner:
                 t0 = time.perf_counter()
                 try:
                     result = await self.solve(method, problem)
-                    rec = make_record(problem, dataset, method, result, (time.perf_counter() - t0) * 1000)
+                    # scoring may run code in a subprocess: off the event loop, so other items stream on
+                    rec = await asyncio.to_thread(make_record, problem, dataset, method, result,
+                                                  (time.perf_counter() - t0) * 1000)
                 except RsimError as e:
                     rec = make_record(problem, dataset, method, None, (time.perf_counter() - t0) * 1000,
                                       error=f"{e.status_code} {e.message}")
