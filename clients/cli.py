@@ -276,7 +276,13 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                 for method in e.methods.split(","):
                     await runner.run(name, problems, method)
 
-    asyncio.run(go())
+    from planner_server.training.scoring import SandboxUnavailable
+
+    try:
+        asyncio.run(go())
+    except SandboxUnavailable as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
     for kind, path in build_report(e.out).items():
         out.print(f"{kind}: {path}")
     return 0

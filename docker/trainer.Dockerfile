@@ -9,6 +9,9 @@ COPY clients /src/clients
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src
 
 FROM vllm/vllm-openai:v0.32.0
+# bubblewrap: the sandbox code rewards run in (it needs user namespaces: on a host or runtime that
+# forbids them, code scoring refuses to run rather than run unisolated)
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap && rm -rf /var/lib/apt/lists/*
 COPY docker/requirements-planner.txt docker/requirements-train.txt /tmp/req/
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir -r /tmp/req/requirements-planner.txt -r /tmp/req/requirements-train.txt \

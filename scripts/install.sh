@@ -6,6 +6,17 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 "$PY" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "rsim needs Python >= 3.11"'
+# Code answers (HumanEval, code training) are scored only under bubblewrap: Debian's package, when we can
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing bubblewrap (the code-scoring sandbox) ..." >&2
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
+      || echo "warning: could not install bubblewrap: code scoring will refuse to run" >&2
+  else
+    echo "warning: bubblewrap (bwrap) is not installed: code scoring will refuse to run until it is" >&2
+  fi
+fi
 stamp=.venv/.rsim-installed
 want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from clients.eval.peers import optillm_solve
 from planner_server.training.data import Problem
-from planner_server.training.scoring import verdict
+from planner_server.training.scoring import check_sandbox, verdict
 from service.baselines import BASELINES, prompt_baseline
 from service.catalog import TERMINATION, Catalog, load_catalog
 from service.errors import RsimError
@@ -202,6 +202,8 @@ class Runner:
                 f.write(entry + "\n")
         done = finished_ids(path)
         todo = [p for p in problems if p.id not in done]
+        if any(p.task in ("code", "runs") for p in todo):
+            await asyncio.to_thread(check_sandbox)  # refuse now, not after an hour of generation
         gate = asyncio.Semaphore(self.cfg.concurrency)
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{dataset} · {label}",
                    dynamic_ncols=True)

@@ -1,13 +1,13 @@
 """R_acc: is an answer correct? math-verify for math, exact numeric for the synthetic task, letter
-match for multiple choice, unit tests in a sandboxed subprocess for code."""
+match for multiple choice, unit tests in a bubblewrap sandbox for code (refused without one)."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,38 +89,60 @@ def choice_equal(answer: str, truth: str) -> bool:
     return bool(found) and found[-1] == truth.strip().upper().strip("()")
 
 
-SANDBOX_PRELUDE = """
-import socket as _s
-def _no_net(*a, **k):
-    raise OSError("network access is disabled in the sandbox")
-_s.socket = _no_net
-_s.create_connection = _no_net
-"""
+class SandboxUnavailable(RuntimeError):
+    """The isolation code scoring promises is not available here: scoring refuses to run code at all."""
 
 
-def _limit(memory_mb: int, cpu_s: int) -> None:  # runs in the child before exec
+def _limit(memory_mb: int, cpu_s: int) -> None:  # runs in the child before exec (bwrap and all it starts)
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-    os.setsid()
-    try:  # a private network namespace when allowed (root); the prelude blocks sockets regardless
-        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET
-    except Exception:
-        pass
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 2**20, 16 * 2**20))  # no file over 16 MB, even in its dir
+    resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))  # a fork bomb stops here (not for root)
+
+
+def sandbox_argv(workdir: str, python: str | None = None) -> list[str]:
+    """bubblewrap: every namespace unshared (no network, raw `_socket` included; no other process), an
+    empty environment, a new session, and a file system of the interpreter and /usr read-only, a private
+    /tmp and the working dir: nothing of the host is writable, or readable beyond those."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable("code answers run only under bubblewrap, which is not installed: "
+                                 "`apt-get install bubblewrap` (Debian/Ubuntu) or your system's package")
+    python = os.path.realpath(python or sys.executable)
+    prefix = os.path.dirname(os.path.dirname(python))  # e.g. /usr, or a pyenv/conda prefix
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--setenv", "PATH", "/usr/bin:/bin", "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/lib", "/lib32", "/lib64", "/sbin"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    if not prefix.startswith("/usr"):
+        argv += ["--ro-bind", prefix, prefix]
+    return argv + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", workdir, "/sandbox",
+                   "--chdir", "/sandbox", "--", python, "-I", "-S", "run.py"]
+
+
+def check_sandbox() -> None:
+    """Raise `SandboxUnavailable` now, before a run that will need to score code, rather than mid-run."""
+    if not run_code_tests("x = 1", "assert x == 1", timeout_s=30):
+        raise SandboxUnavailable("the code-scoring sandbox starts but cannot run a trivial program")
 
 
 def run_code_tests(solution: str, tests: str, *, timeout_s: float = 10.0, memory_mb: int = 512) -> bool:
-    """Run solution + tests in `python -I` in a temp dir with time, memory and no network."""
+    """Run solution + tests in the sandbox (`sandbox_argv`) with time, CPU and memory limits: True when
+    they exit cleanly. Raises `SandboxUnavailable` rather than run code without the isolation."""
     with tempfile.TemporaryDirectory(prefix="rsim-sandbox-") as tmp:
-        path = os.path.join(tmp, "run.py")
-        with open(path, "w") as f:
-            f.write(SANDBOX_PRELUDE + "\n" + solution + "\n\n" + tests + "\n")
+        with open(os.path.join(tmp, "run.py"), "w") as f:
+            f.write(solution + "\n\n" + tests + "\n")
+        argv = sandbox_argv(tmp)
         try:
-            r = subprocess.run([sys.executable, "-I", path], cwd=tmp, capture_output=True, timeout=timeout_s,
-                               preexec_fn=lambda: _limit(memory_mb, int(timeout_s) + 1), env={"PATH": "/usr/bin"},
-                               stdin=subprocess.DEVNULL)
+            r = subprocess.run(argv, cwd=tmp, capture_output=True, timeout=timeout_s, env={},
+                               preexec_fn=lambda: _limit(memory_mb, int(timeout_s) + 1), stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return False
+        if r.returncode != 0 and r.stderr.startswith(b"bwrap:"):  # the sandbox itself failed to start
+            raise SandboxUnavailable(f"bubblewrap could not start the sandbox: {r.stderr[:300].decode(errors='replace')}")
         return r.returncode == 0
 
 

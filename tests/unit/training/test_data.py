@@ -1,9 +1,11 @@
 import json
+import shutil
 
 import pytest
 
 from planner_server.training.data import DataError, cycle, load_problems
-from planner_server.training.scoring import choice_equal, is_correct, math_equal, numeric_equal, run_code_tests
+from planner_server.training.scoring import (SandboxUnavailable, choice_equal, is_correct, math_equal, numeric_equal,
+                                             run_code_tests)
 from planner_server.training.synthetic import synthetic_problems
 
 
@@ -64,13 +66,52 @@ def test_scorers_on_hand_cases():
     assert choice_equal("(C)", "C") and choice_equal("The answer is B", "B") and not choice_equal("A", "B")
 
 
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed "
+                                 "(test_code_refuses_without_a_sandbox covers that case)")
+ADD_TESTS = "assert add(2, 3) == 5\n"
+
+
+@needs_bwrap
 def test_code_sandbox():
-    tests = "assert add(2, 3) == 5\n"
-    assert run_code_tests("def add(a, b):\n    return a + b", tests)
-    assert not run_code_tests("def add(a, b):\n    return a - b", tests)
-    assert not run_code_tests("def add(a, b):\n    while True: pass", tests, timeout_s=2)
-    net = "import socket\ndef add(a, b):\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    return a + b"
-    assert not run_code_tests(net, tests)
+    assert run_code_tests("def add(a, b):\n    return a + b", ADD_TESTS)
+    assert not run_code_tests("def add(a, b):\n    return a - b", ADD_TESTS)
+    assert not run_code_tests("def add(a, b):\n    while True: pass", ADD_TESTS, timeout_s=2)
+
+
+ESCAPES = {  # each passes the tests only if the sandbox let it out; the old one let all but the first out
+    "socket module": "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)",
+    "raw _socket": "import _socket\ns = _socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1', {port}))",
+    "write outside its dir": "open({outside!r}, 'w').write('escaped')",
+    "environment secret": "import os\nassert os.environ.get('RSIM_TEST_SECRET') == 'hunter2-secret'",
+    "host file": "open({host_file!r}).read()",
+}
+
+
+@needs_bwrap
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_the_sandbox_refuses_escapes(name, tmp_path, monkeypatch):
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    host_file = tmp_path / "host-secret.txt"
+    host_file.write_text("secret")
+    outside = tmp_path / "escaped.txt"
+    monkeypatch.setenv("RSIM_TEST_SECRET", "hunter2-secret")
+    attempt = ESCAPES[name].format(port=listener.getsockname()[1], outside=str(outside), host_file=str(host_file))
+    try:
+        assert not run_code_tests("def add(a, b):\n    " + attempt.replace("\n", "\n    ") + "\n    return a + b",
+                                  ADD_TESTS, timeout_s=5)
+    finally:
+        listener.close()
+    assert not outside.exists()
+
+
+def test_code_refuses_without_a_sandbox(monkeypatch):
+    """No bubblewrap: code is never run unisolated; scoring stops with a message instead."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxUnavailable, match="bubblewrap"):
+        run_code_tests("def add(a, b):\n    return a + b", ADD_TESTS)
 
 
 WRONG_MATH = [  # seen scored correct by the old "last numbers match" fallback (issue 13)
