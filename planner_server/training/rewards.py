@@ -64,15 +64,41 @@ def termination_of(result: SolveResponse) -> dict[str, bool]:
             "reasoner_ended": any(s.ends_reasoning in ("answer", "eos") for s in result.steps)}
 
 
+_CLOSES_BOX = re.compile(r"\s*((?:[^{}\n]|\{[^{}\n]*\})+)\}")  # "76}" after the injected "\boxed{"
+_CLOSES_BLOCK = re.compile(r"\s*\S.*?\n\s*```", re.S)  # code, then the closing fence
+
+
 def answer_in_format(text: str, task: str) -> bool:
-    if task in ("math", "synthetic"):
-        return last_boxed(text) is not None
+    """A complete answer in the task's form, written out in `text` (\\boxed{…}, a code block, a boxed letter)."""
+    if task in ("math", "synthetic", "numeric"):
+        return last_boxed_closed(text) is not None
     if task == "code":
         return last_code_block(text) is not None
     if task == "choice":
-        boxed = last_boxed(text)
+        boxed = last_boxed_closed(text)
         return bool(boxed and re.fullmatch(r"\(?[A-J]\)?", boxed.strip()))
     return bool(text.strip())
+
+
+def last_boxed_closed(text: str) -> str | None:
+    from service.answer import first_boxed
+
+    found, rest = None, text
+    while (box := first_boxed(rest)) is not None:
+        found, rest = box, rest[rest.index("\\boxed{") + len("\\boxed{"):]
+    return found
+
+
+def completes_answer(text: str, task: str) -> bool:
+    """The answer step's own text completes the form its instruction opened: a non-empty answer and the
+    closing `}` of the injected `\\boxed{` (a letter for choice), or code and the closing fence of the
+    injected ```` ```python ```` block."""
+    if task == "code" or task == "runs":
+        return bool(_CLOSES_BLOCK.match(text))
+    m = _CLOSES_BOX.match(text)
+    if not m:
+        return False
+    return bool(re.fullmatch(r"\(?[A-J]\)?", m.group(1).strip())) if task == "choice" else True
 
 
 _RULES: dict[str, re.Pattern[str]] = {
@@ -86,20 +112,20 @@ _RULES: dict[str, re.Pattern[str]] = {
 }
 
 
-def follows(strategy: str, text: str, *, previous: str | None = None) -> bool:
+def follows(strategy: str, text: str, *, previous: str | None = None, task: str = "math") -> bool:
     """Documented per-strategy rules for "this step follows its injected strategy":
 
-    - termination: the step states an answer (a \\boxed{}, a code block, or any text after the box opener);
-    - continuation: the step adds non-empty text;
+    - termination: the step completes the answer its instruction opened (`completes_answer`);
+    - continuation: the step adds at least 3 words;
     - deep_thinking: the step is longer than 40 words, or longer than the previous step;
     - summarization: a summary cue, or shorter than the previous step while non-empty;
     - the others: a cue word of the strategy (see `_RULES`) appears in the step.
     """
     body = text.strip()
     if strategy == TERMINATION:
-        return bool(body)
+        return completes_answer(text, task)
     if strategy == "continuation":
-        return bool(body)
+        return len(body.split()) >= 3
     if strategy == "deep_thinking":
         words = len(body.split())
         return words > 40 or (previous is not None and words > len(previous.split()))
@@ -109,10 +135,13 @@ def follows(strategy: str, text: str, *, previous: str | None = None) -> bool:
     return bool(rule and rule.search(body))
 
 
-def reasoner_reward(steps: Sequence[tuple[str, str]], answer_text: str, task: str, *, correct: bool) -> ReasonerReward:
-    """`steps`: (strategy, text) pairs; `answer_text`: the full chain of thought the answer comes from."""
+def reasoner_reward(steps: Sequence[tuple[str, str]], task: str, *, correct: bool) -> ReasonerReward:
+    """`steps`: (strategy, the reasoner's own text) pairs — never the injected instructions, which already
+    hold the cue words and the `\\boxed{` opener. R_format: the reasoner wrote its answer in the task's
+    form, in a reasoning step (its own `\\boxed{}`) or by completing the answer step."""
     if not steps:
         raise ValueError("a trajectory has at least one step")
-    followed = sum(follows(s, t, previous=steps[i - 1][1] if i else None) for i, (s, t) in enumerate(steps))
-    return ReasonerReward(acc=float(correct), format=float(answer_in_format(answer_text, task)),
-                          follow=followed / len(steps))
+    followed = sum(follows(s, t, previous=steps[i - 1][1] if i else None, task=task) for i, (s, t) in enumerate(steps))
+    strategy, last = steps[-1]
+    written = completes_answer(last, task) if strategy == TERMINATION else answer_in_format(last, task)
+    return ReasonerReward(acc=float(correct), format=float(written), follow=followed / len(steps))

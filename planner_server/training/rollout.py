@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from planner_server.training.data import Problem
 from planner_server.training.policy import PolicyPlanner, Recorded
@@ -43,8 +43,7 @@ def score(problem: Problem, result: SolveResponse, decisions: list[Recorded]) ->
     strategies = [s.strategy for s in result.steps]
     return Rollout(problem, result, decisions, correct,
                    planner_reward(strategies, correct=correct, **termination_of(result)),
-                   reasoner_reward([(s.strategy, s.injected + s.text) for s in result.steps], result.text,
-                                   problem.task, correct=correct))
+                   reasoner_reward([(s.strategy, s.text) for s in result.steps], problem.task, correct=correct))
 
 
 async def rollout_groups(orchestrator: Orchestrator, policy: PolicyPlanner, problems: list[Problem],
@@ -56,7 +55,9 @@ async def rollout_groups(orchestrator: Orchestrator, policy: PolicyPlanner, prob
         rid = f"{tag}-q{qi}-g{g}"
         async with gate:
             try:
-                result = await orchestrator.solve(problems[qi].question, cfg, request_id=rid)
+                fmt = "code" if problems[qi].task in ("code", "runs") else "boxed"
+                result = await orchestrator.solve(problems[qi].question, replace(cfg, answer_format=fmt),
+                                                  request_id=rid)
             except RsimError as e:  # a failed episode is dropped from its group, and counted
                 log.warning("rollout %s failed: %s", rid, e.message)
                 policy.take(rid)

@@ -19,11 +19,39 @@ def test_planner_reward_components():
 
 
 def test_reasoner_reward_components():
-    steps = [("verification", "Let me check: 2 + 3 = 5."), ("decomposition", "nothing relevant"),
-             ("termination", "The final answer is \\boxed{5}")]
-    r = reasoner_reward(steps, "… \\boxed{5}", "math", correct=True)
+    steps = [("verification", " Let me check: 2 + 3 = 5, which is correct."), ("decomposition", " nothing relevant"),
+             ("termination", "5}.")]
+    r = reasoner_reward(steps, "math", correct=True)
     assert (r.acc, r.format, r.follow) == (1.0, 1.0, pytest.approx(2 / 3))
-    assert reasoner_reward(steps, "five", "math", correct=False).format == 0.0
+    assert reasoner_reward(steps[:2] + [("termination", " five")], "math", correct=False).format == 0.0
+    own = reasoner_reward([("continuation", " 2 + 3 = 5, so the answer is \\boxed{5}.")], "math", correct=True)
+    assert own.format == 1.0  # its own boxed answer in a reasoning step
+
+
+NINE = ["self_reflection", "decomposition", "deep_thinking", "verification", "summarization", "prioritization",
+        "sub_planning", "continuation", "termination"]
+
+
+def test_nonsense_scores_nothing_and_injected_text_never_counts():
+    """Issue 14: nine steps of " ok" scored follow 0.89 and format 1.0 because the injected instruction
+    (cue words, the `\\boxed{` opener) was scored with them. The reasoner's own text alone: ~0."""
+    nonsense = reasoner_reward([(s, " ok") for s in NINE], "math", correct=False)
+    assert nonsense.follow == 0.0 and nonsense.format == 0.0
+    genuine = [("self_reflection", " Wait, I should reconsider: 12 bags of 15 is 180, not 170."),
+               ("decomposition", " First, the purchase: 12 * 15 = 180. Then the doubling: 256 * 2 = 512."),
+               ("deep_thinking", " The hardest part is the order: " + "the doubling applies to the total after buying, "
+                                 "so 76 + 180 = 256 comes first and only then 256 * 2 = 512, and again 1024. " * 2),
+               ("verification", " Check: 1024 - 918 = 106, and 106 + 918 = 1024, so it is correct."),
+               ("summarization", " So far we have 1024 pencils before giving any away."),
+               ("prioritization", " The key number is the total after both doublings."),
+               ("sub_planning", " Plan: next, I will subtract the 918 pencils given away."),
+               ("continuation", " 1024 - 918 = 106 pencils remain."),
+               ("termination", "106}.")]
+    good = reasoner_reward(genuine, "math", correct=True)
+    assert good.follow == 1.0 and good.format == 1.0
+    assert follows("termination", "B}", task="choice") and not follows("termination", "12}", task="choice")
+    assert follows("termination", "def f():\n    return 1\n```", task="code")
+    assert not follows("termination", "def f():\n    return 1", task="code")  # never closed its block
 
 
 def test_format_and_follow_rules():
