@@ -180,7 +180,12 @@ class OpenAIReasoner:
                         done.prompt_tokens = int(usage.get("prompt_tokens") or 0)
                         done.completion_tokens = int(usage.get("completion_tokens") or 0)
                     for choice in event.get("choices") or ():
-                        text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                        if "text" in choice:
+                            text = choice["text"]
+                        else:  # a reasoning-parser server streams the thinking apart from the content
+                            delta = choice.get("delta") or {}
+                            text = (delta.get("reasoning") or delta.get("reasoning_content") or "") + \
+                                (delta.get("content") or "")
                         if text:
                             texts.append(text)
                         if choice.get("finish_reason"):

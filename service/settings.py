@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     planner_timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(2, ge=0, le=10, description="retries before the first byte (connect errors, 503)")
     keepalive_s: float = Field(10.0, gt=0, description="SSE keep-alive comment interval")
+    reasoning_fields: str = Field("reasoning,reasoning_content", pattern=r"^(reasoning|reasoning_content)"
+                                  r"(,(reasoning|reasoning_content))?$",
+                                  description="message/delta fields the chain of thought goes out in (rsim/ models)")
     max_connections: int = Field(1024, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
     catalog_path: Path | None = None

@@ -46,6 +46,10 @@ class ServiceState:
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
 
+    @property
+    def reasoning_fields(self) -> tuple[str, ...]:
+        return tuple(self.settings.reasoning_fields.split(","))
+
     def key_allowed(self, authorization: str) -> bool:
         """Whether an `Authorization` header value carries one of the configured keys (any, when none are).
         Only the keys' SHA-256 is kept, never a key itself, so every request's key is hashed."""

@@ -42,11 +42,18 @@ def question_of(req: ChatCompletionRequest) -> str:
     return "\n\n".join(parts)
 
 
-def chat_payload(result: SolveResponse, model: str, created: int, return_trace: bool) -> dict[str, Any]:
+def reasoning(fields: tuple[str, ...], text: str) -> dict[str, str]:
+    """The chain of thought under each configured field name (`reasoning`: vLLM's current name;
+    `reasoning_content`: the older one, still read by many clients)."""
+    return {f: text for f in fields}
+
+
+def chat_payload(result: SolveResponse, model: str, created: int, return_trace: bool,
+                 fields: tuple[str, ...] = ("reasoning", "reasoning_content")) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": f"chatcmpl-{result.id}", "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer,
-                                             "reasoning_content": result.text},
+                                             **reasoning(fields, result.text)},
                      "finish_reason": "stop", "logprobs": None}],
         "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
                   "total_tokens": result.usage.total_tokens},
@@ -65,14 +72,15 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reas
 async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, model: str, rid: str,
                       include_usage: bool, return_trace: bool) -> AsyncIterator[bytes]:
     cid, created = f"chatcmpl-{rid}", int(time.time())
+    fields = state.reasoning_fields
     yield chunk(cid, model, created, {"role": "assistant", "content": ""})
     try:
         async for event in state.orchestrator.run(question, cfg, request_id=rid):
             if isinstance(event, StrategyChosen):
                 prefix = cfg.delimiter if event.step.index > 0 else ""
-                yield chunk(cid, model, created, {"reasoning_content": prefix + event.step.injected})
+                yield chunk(cid, model, created, reasoning(fields, prefix + event.step.injected))
             elif isinstance(event, TextDelta):
-                yield chunk(cid, model, created, {"reasoning_content": event.text})
+                yield chunk(cid, model, created, reasoning(fields, event.text))
             elif isinstance(event, Finished):
                 result = event.result
                 state.finished(question, result, "chat_rsim")
@@ -152,7 +160,7 @@ async def chat_completions(request: Request, state: State) -> Response:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         raise
     state.finished(question, result, "chat_rsim")
-    return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace))
+    return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace, state.reasoning_fields))
 
 
 @router.get("/v1/models")

@@ -1,7 +1,8 @@
 """A small fault-injecting OpenAI-compatible reasoner (for fault tests only, never the happy path).
 
 The requested model id picks the fault: `ok`, `fail-500`, `fail-400`, `fail-429`, `stall`, `drop`,
-`malformed`, `slow` (one token per 0.2 s, for disconnect tests), `once-503` (503 on the first try of
+`malformed`, `slow` (one token per 0.2 s, for disconnect tests), `reasoning`/`reasoning_content` (a
+reasoning-parser server: thinking deltas under that field, then content), `once-503` (503 on the first try of
 each request id, then fine: retries before the first byte), `gzip` (a compressed answer, asked or not). Non-streamed answers set a cookie.
 `GET /_log` returns what it saw:
 each request's body, headers and whether its stream was cancelled by the client.
@@ -19,9 +20,9 @@ from aiohttp import web
 LOG: list[dict] = []
 
 
-def chunk(text: str | None, finish: str | None = None) -> bytes:
+def chunk(text: str | None, finish: str | None = None, field: str = "content") -> bytes:
     ev = {"id": "x", "object": "chat.completion.chunk", "model": "m",
-          "choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
+          "choices": [{"index": 0, "delta": {field: text} if text else {}, "finish_reason": finish}]}
     return f"data: {json.dumps(ev)}\n\n".encode()
 
 
@@ -59,6 +60,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         if model == "malformed":
             await resp.write(b"data: {this is not json\n\n")
             return resp
+        if model in ("reasoning", "reasoning_content"):  # a reasoning-parser server (vLLM's field names)
+            for i in range(3):
+                await resp.write(chunk(f"think{i} ", field=model))
         n = 50 if model == "slow" else 3
         for i in range(n):
             await resp.write(chunk(f"t{i} "))
@@ -79,7 +83,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow", "once-503",
-           "gzip"]
+           "gzip", "reasoning", "reasoning_content"]
     return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
 

@@ -79,3 +79,11 @@ def test_reload_paths_stay_under_the_checkpoint_folder(compose_env, monkeypatch,
     monkeypatch.delenv("RSIM_PLANNER_CHECKPOINT")
     with pytest.raises(InvalidRequest):  # nothing configured: no path is acceptable
         allowed_checkpoint(type("S", (), {"settings": PlannerSettings()})(), str(root))
+
+
+@pytest.mark.parametrize("value", ["thinking", "reasoning,", "content", "reasoning, reasoning_content"])
+def test_reasoning_fields_are_checked_at_start_up(compose_env, monkeypatch, value):
+    monkeypatch.setenv("RSIM_REASONER_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("RSIM_REASONING_FIELDS", value)
+    with pytest.raises(ValidationError):
+        ServiceSettings()
