@@ -44,9 +44,7 @@ async def prompt_baseline(reasoner: OpenAIReasoner, question: str, cfg: EpisodeC
                                                             request_id=rid), cfg.bounds(label)):
             if isinstance(chunk, StepDone):
                 trace.tokens, trace.finish_reason = chunk.completion_tokens, chunk.finish_reason
-                usage.prompt_tokens += chunk.prompt_tokens
-                usage.completion_tokens += chunk.completion_tokens
-                usage.reasoner_calls += chunk.extra["calls"]
+                usage.add(chunk, reasoning=label != TERMINATION)
             else:
                 parts.append(chunk)
         trace.text = "".join(parts)

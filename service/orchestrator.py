@@ -162,9 +162,7 @@ class Orchestrator:
                     if isinstance(chunk, StepDone):
                         trace.finish_reason = chunk.finish_reason
                         trace.tokens += chunk.completion_tokens
-                        usage.prompt_tokens += chunk.prompt_tokens
-                        usage.completion_tokens += chunk.completion_tokens
-                        usage.reasoner_calls += chunk.extra["calls"]
+                        usage.add(chunk, reasoning=strategy_id != TERMINATION)
                         eos = chunk.eos
                         continue
                     for out in (guard.feed(chunk) if guard else (chunk,)):

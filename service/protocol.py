@@ -13,8 +13,31 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    reasoning_tokens: int = Field(0, description="completion tokens of the reasoning steps (all but the answer)")
+    cached_tokens: int | None = Field(None, description="prompt tokens served from the reasoner's prefix cache, "
+                                                        "when it reports them")
     planner_calls: int = 0
     reasoner_calls: int = 0
+
+    def add(self, done: Any, *, reasoning: bool) -> None:
+        """Count one finished step (a `StepDone`) into the totals."""
+        self.prompt_tokens += done.prompt_tokens
+        self.completion_tokens += done.completion_tokens
+        self.reasoner_calls += done.extra["calls"]
+        if reasoning:
+            self.reasoning_tokens += done.completion_tokens
+        if done.cached_tokens is not None:
+            self.cached_tokens = (self.cached_tokens or 0) + done.cached_tokens
+
+    def openai(self) -> dict[str, Any]:
+        """OpenAI's usage object: totals, the reasoning split, the cached split when known."""
+        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                               "total_tokens": self.total_tokens,
+                               "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens}}
+        if self.cached_tokens is not None:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        out["rsim"] = {"planner_calls": self.planner_calls, "reasoner_calls": self.reasoner_calls}
+        return out
 
 
 class StepTrace(BaseModel):

@@ -39,6 +39,7 @@ class StepDone:
     finish_reason: str | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None  # prompt tokens the reasoner served from its prefix cache (if it says)
     eos: bool | None = None  # the reasoner ended its message itself (None: the server does not say)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -179,6 +180,9 @@ class OpenAIReasoner:
                     if usage:
                         done.prompt_tokens = int(usage.get("prompt_tokens") or 0)
                         done.completion_tokens = int(usage.get("completion_tokens") or 0)
+                        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+                        if cached is not None:
+                            done.cached_tokens = int(cached)
                     for choice in event.get("choices") or ():
                         if "text" in choice:
                             text = choice["text"]

@@ -108,6 +108,8 @@ async def write_step(reasoner: Reasoner, req: StepRequest, bounds: StepBounds) -
         total.finish_reason, total.eos = done.finish_reason, done.eos
         total.prompt_tokens += done.prompt_tokens
         total.completion_tokens += done.completion_tokens
+        if done.cached_tokens is not None:
+            total.cached_tokens = (total.cached_tokens or 0) + done.cached_tokens
         budget -= done.completion_tokens
         if (delimiter is None or done.finish_reason != "stop" or budget <= 0 or calls > MAX_RESUMES
                 or not needs_more(text, bounds)):

@@ -55,8 +55,7 @@ def chat_payload(result: SolveResponse, model: str, created: int, return_trace: 
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer,
                                              **reasoning(fields, result.text)},
                      "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
-                  "total_tokens": result.usage.total_tokens},
+        "usage": result.usage.openai(),
     }
     if return_trace:
         body["rsim"] = result.model_dump(exclude={"text", "answer", "usage", "id", "model"})
@@ -89,11 +88,8 @@ async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, mo
                     if return_trace else {}
                 yield chunk(cid, model, created, {}, "stop", **extra)
                 if include_usage:
-                    u = result.usage
                     yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                               "choices": [], "usage": {"prompt_tokens": u.prompt_tokens,
-                                                        "completion_tokens": u.completion_tokens,
-                                                        "total_tokens": u.total_tokens}})
+                               "choices": [], "usage": result.usage.openai()})
     except RsimError as e:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         yield sse(e.envelope())

@@ -103,7 +103,16 @@ async def test_openai_async_stream_with_usage_and_trace(tiny_service):
     chunks = [c async for c in stream]
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
     finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert len(finish) == 1 and len(finish[0].model_extra["rsim"]["steps"]) <= 2
+    steps = finish[0].model_extra["rsim"]["steps"]
+    assert len(finish) == 1 and len(steps) <= 2
+    usage = chunks[-1].usage  # the reasoning split: every step but the answer step
+    assert usage.completion_tokens == sum(s["tokens"] for s in steps)
+    assert usage.completion_tokens_details.reasoning_tokens == sum(s["tokens"] for s in steps
+                                                                   if s["strategy"] != "termination")
+    assert usage.model_extra["rsim"]["reasoner_calls"] >= len(steps)
+    # vLLM reports its prefix-cache hits (--enable-prompt-tokens-details): carried through, summed over
+    # the calls (how many hit depends on its cache block size against these short prompts)
+    assert 0 <= usage.prompt_tokens_details.cached_tokens <= usage.prompt_tokens
     await client.close()
 
 
