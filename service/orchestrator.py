@@ -38,6 +38,14 @@ class EpisodeConfig:
     min_step_tokens: int = 24  # vLLM `min_tokens` of a reasoning step (0 for servers without it)
     min_step_chars: int = 16  # a shorter reasoning step is resumed past its delimiter
     answer_format: AnswerFormat = "boxed"  # "code": the answer step opens a Python block instead of \boxed{
+    max_total_tokens: int | None = None  # completion tokens of the whole episode, every step (a client's max_tokens)
+    answer_stop: list[str] = field(default_factory=list)  # the client's `stop`, on the answer step
+    sampling: dict = field(default_factory=dict)  # reasoner sampling fields from the client (top_p, penalties)
+
+    def answer_reserve(self) -> int:
+        """Tokens of a total budget kept for the answer step."""
+        assert self.max_total_tokens is not None
+        return min(self.final_max_tokens, max(1, self.max_total_tokens // 4))
 
     def bounds(self, strategy_id: str) -> StepBounds:
         """The answer step may be short; every other step must carry reasoning."""
@@ -68,6 +76,12 @@ class Finished:
 
 
 Event = StrategyChosen | TextDelta | StepEnded | Finished
+
+
+def plain_budget_ok(cfg: EpisodeConfig, used: int) -> bool:
+    """Whether a client's total budget still holds a reasoning step of useful size and the answer."""
+    assert cfg.max_total_tokens is not None
+    return cfg.max_total_tokens - used - cfg.answer_reserve() >= max(1, cfg.min_step_tokens)
 
 
 class Orchestrator:
@@ -109,6 +123,8 @@ class Orchestrator:
             last = index == cfg.max_steps - 1
             strategy_id, probabilities, probability, forced, planner_ms = TERMINATION, None, None, True, 0.0
             plain = False  # the planner just went away: write plain chain of thought, then the answer
+            if cfg.max_total_tokens is not None and not plain_budget_ok(cfg, usage.completion_tokens):
+                reasoned = True  # no room for another reasoning step in the client's budget: answer now
             if not (degraded or last or reasoned):
                 if cfg.force is not None:
                     strategy_id = cfg.force
@@ -137,6 +153,8 @@ class Orchestrator:
             elif strategy_id == TERMINATION:
                 injected = answer_instruction(cfg.answer_format, injection_text(self.catalog.get(TERMINATION), index))
                 max_tokens, stop = cfg.final_max_tokens, answer_stop(cfg.answer_format, cfg.delimiter)
+                if cfg.answer_stop:
+                    stop = (stop or []) + cfg.answer_stop
             else:
                 injected = injection_text(self.catalog.get(strategy_id), index)
                 max_tokens, stop = cfg.max_tokens_per_step, [cfg.delimiter]
@@ -155,10 +173,16 @@ class Orchestrator:
             guard = CopyGuard(t.text for t in traces) if reasoning and not getattr(
                 self.reasoner, "append_only", False) else None
             while True:
+                cap = max_tokens
+                if cfg.max_total_tokens is not None:  # never past the client's total budget
+                    left = cfg.max_total_tokens - usage.completion_tokens
+                    cap = min(max_tokens, left if strategy_id == TERMINATION or plain else left - cfg.answer_reserve())
+                    if cap < 1:
+                        break
                 async for chunk in write_step(self.reasoner, StepRequest(
-                        model=cfg.model, question=question, steps=written, pending=injected, max_tokens=max_tokens,
-                        stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id),
-                        cfg.bounds(strategy_id)):
+                        model=cfg.model, question=question, steps=written, pending=injected, max_tokens=cap,
+                        stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id,
+                        sampling=cfg.sampling), cfg.bounds(strategy_id)):
                     if isinstance(chunk, StepDone):
                         trace.finish_reason = chunk.finish_reason
                         trace.tokens += chunk.completion_tokens

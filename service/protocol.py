@@ -139,17 +139,70 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    """What the strategy-injection path reads; other OpenAI fields are accepted and ignored."""
+REASONING_EFFORT_STEPS = {"minimal": 0.0, "low": 0.5, "medium": 1.0, "high": 2.0}  # × the default max_steps
 
-    model_config = ConfigDict(extra="allow")
+
+class ChatCompletionRequest(BaseModel):
+    """A chat request to an `rsim/` model. Every OpenAI field has a defined fate (README, "Chat fields"):
+    honoured, accepted without effect on the reasoning (bookkeeping fields), or refused with a 400 naming
+    it; an unknown field is refused too, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=512)]
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
-    max_tokens: Annotated[int | None, Field(ge=1, le=8192)] = None
-    max_completion_tokens: Annotated[int | None, Field(ge=1, le=8192)] = None
+    top_p: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
+    presence_penalty: Annotated[float | None, Field(ge=-2.0, le=2.0)] = None
+    frequency_penalty: Annotated[float | None, Field(ge=-2.0, le=2.0)] = None
+    max_tokens: Annotated[int | None, Field(ge=1, le=65536, description="total completion budget, all steps")] = None
+    max_completion_tokens: Annotated[int | None, Field(ge=1, le=65536)] = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    n: Annotated[int | None, Field(ge=1, le=1, description="one episode per request for now")] = None
+    # accepted, with no effect on the reasoning (bookkeeping on the caller's side)
+    user: Annotated[str | None, Field(max_length=256)] = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    safety_identifier: Annotated[str | None, Field(max_length=256)] = None
+    prompt_cache_key: Annotated[str | None, Field(max_length=256)] = None
+    parallel_tool_calls: bool | None = None  # meaningless without tools, which are refused
+    # refused unless off: the strategy loop produces text, not tool calls, structured output or log-probs
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: Any = None
+    prediction: Any = None
+    logit_bias: dict[str, Any] | None = None
+    web_search_options: Any = None
     rsim: RsimOptions | None = None
+
+    def refused(self) -> str | None:
+        """The first field set to something the strategy loop cannot honour (the route answers 400 naming it)."""
+        refused = {
+            "tools": bool(self.tools), "tool_choice": self.tool_choice not in (None, "none"),
+            "functions": bool(self.functions), "function_call": self.function_call not in (None, "none"),
+            "response_format": bool(self.response_format) and self.response_format.get("type") != "text",
+            "logprobs": bool(self.logprobs), "top_logprobs": self.top_logprobs is not None,
+            "modalities": self.modalities not in (None, ["text"]), "audio": self.audio is not None,
+            "prediction": self.prediction is not None, "logit_bias": bool(self.logit_bias),
+            "web_search_options": self.web_search_options is not None,
+        }
+        return next((name for name, bad in refused.items() if bad), None)
+
+    @property
+    def budget(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

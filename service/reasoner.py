@@ -32,6 +32,7 @@ class StepRequest:
     request_id: str | None = None
     resume: str = ""  # text this step already holds (a resumed step goes on from its end)
     min_tokens: int = 0  # vLLM's `min_tokens`: no stop string counts before that many tokens (0: not sent)
+    sampling: dict[str, Any] = field(default_factory=dict)  # top_p, presence/frequency penalties from the client
 
 
 @dataclass
@@ -143,6 +144,7 @@ class OpenAIReasoner:
             common["seed"] = req.seed
         if req.min_tokens:
             common["min_tokens"] = req.min_tokens
+        common.update(req.sampling)
         if self.mode == "completions":
             cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume)
             return "/completions", {**common, "prompt": completion_prompt(req.question, cot)}

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
 from service.orchestrator import EpisodeConfig, Finished, StrategyChosen, TextDelta
-from service.protocol import ChatCompletionRequest, SolveResponse
+from service.protocol import REASONING_EFFORT_STEPS, ChatCompletionRequest, SolveResponse
 from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
 from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect
@@ -27,19 +28,26 @@ log = logging.getLogger("rsim.chat")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant", "tool": "Tool",
+          "function": "Tool"}
+
+
 def question_of(req: ChatCompletionRequest) -> str:
-    """The question the loop solves: the conversation's text, the last user turn last."""
-    parts = []
+    """The question the loop solves: a single user turn (after any system prompt) as it is; a conversation
+    as its transcript, every turn labelled and kept, the last user turn last."""
+    turns = []
     for m in req.messages:
         if isinstance(m.content, list):
             text = "".join(p.get("text", "") for p in m.content if isinstance(p, dict) and p.get("type") == "text")
         else:
             text = m.content or ""
-        if text and m.role in ("system", "developer", "user"):
-            parts.append(text)
-    if not parts:
-        raise InvalidRequest("messages contain no text to reason about", param="messages")
-    return "\n\n".join(parts)
+        if text:
+            turns.append((m.role, text))
+    if not any(role == "user" for role, _ in turns):
+        raise InvalidRequest("messages contain no user turn with text to reason about", param="messages")
+    if all(role in ("system", "developer") for role, _ in turns[:-1]) and turns[-1][0] == "user":
+        return "\n\n".join(text for _, text in turns)
+    return "\n\n".join(f"{LABELS[role]}: {text}" for role, text in turns)
 
 
 def reasoning(fields: tuple[str, ...], text: str) -> dict[str, str]:
@@ -48,13 +56,18 @@ def reasoning(fields: tuple[str, ...], text: str) -> dict[str, str]:
     return {f: text for f in fields}
 
 
+def finish_of(result: SolveResponse, budget: int | None) -> str:
+    """OpenAI's finish_reason: `length` when the client's token budget ran out, else `stop`."""
+    return "length" if budget is not None and result.usage.completion_tokens >= budget else "stop"
+
+
 def chat_payload(result: SolveResponse, model: str, created: int, return_trace: bool,
-                 fields: tuple[str, ...] = ("reasoning", "reasoning_content")) -> dict[str, Any]:
+                 fields: tuple[str, ...] = ("reasoning", "reasoning_content"), budget: int | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": f"chatcmpl-{result.id}", "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer,
                                              **reasoning(fields, result.text)},
-                     "finish_reason": "stop", "logprobs": None}],
+                     "finish_reason": finish_of(result, budget), "logprobs": None}],
         "usage": result.usage.openai(),
     }
     if return_trace:
@@ -69,7 +82,7 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reas
 
 
 async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, model: str, rid: str,
-                      include_usage: bool, return_trace: bool) -> AsyncIterator[bytes]:
+                      include_usage: bool, return_trace: bool, budget: int | None = None) -> AsyncIterator[bytes]:
     cid, created = f"chatcmpl-{rid}", int(time.time())
     fields = state.reasoning_fields
     yield chunk(cid, model, created, {"role": "assistant", "content": ""})
@@ -86,7 +99,7 @@ async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, mo
                 yield chunk(cid, model, created, {"content": result.answer})
                 extra = {"rsim": result.model_dump(exclude={"text", "answer", "usage", "id", "model"})} \
                     if return_trace else {}
-                yield chunk(cid, model, created, {}, "stop", **extra)
+                yield chunk(cid, model, created, {}, finish_of(result, budget), **extra)
                 if include_usage:
                     yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                                "choices": [], "usage": result.usage.openai()})
@@ -136,18 +149,27 @@ async def chat_completions(request: Request, state: State) -> Response:
     except ValidationError as e:
         message, param = validation_message(e.errors())
         raise InvalidRequest(message, param=param) from None
+    if (field := req.refused()) is not None:
+        raise InvalidRequest(f"{field} is not supported on rsim/ models (strategy injection writes text); send "
+                             f"the request to the plain model id to use it", param=field, code="unsupported_field")
     reasoner_model = await state.resolve_model(req.model)
     opts = req.rsim
-    cfg = state.episode(reasoner_model, max_steps=opts.max_steps if opts else None,
+    max_steps = opts.max_steps if opts and opts.max_steps else None
+    if req.reasoning_effort is not None and max_steps is None:  # the step budget, from the default
+        max_steps = max(1, min(64, round(state.settings.max_steps * REASONING_EFFORT_STEPS[req.reasoning_effort])))
+    cfg = state.episode(reasoner_model, max_steps=max_steps,
                         max_tokens_per_step=opts.max_tokens_per_step if opts else None,
                         temperature=opts.temperature if opts else None, reasoner_temperature=req.temperature,
                         force=opts.force if opts else None, forbid=opts.forbid if opts else [], seed=req.seed)
+    cfg = replace(cfg, max_total_tokens=req.budget, answer_stop=req.stops,
+                  sampling={k: v for k, v in (("top_p", req.top_p), ("presence_penalty", req.presence_penalty),
+                                              ("frequency_penalty", req.frequency_penalty)) if v is not None})
     state.orchestrator.check(cfg)
     question = question_of(req)
     return_trace = bool(opts and opts.return_trace)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        events = chat_stream(state, question, cfg, req.model, rid, include_usage, return_trace)
+        events = chat_stream(state, question, cfg, req.model, rid, include_usage, return_trace, req.budget)
         return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     try:
@@ -156,7 +178,8 @@ async def chat_completions(request: Request, state: State) -> Response:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         raise
     state.finished(question, result, "chat_rsim")
-    return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace, state.reasoning_fields))
+    return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace, state.reasoning_fields,
+                                     req.budget))
 
 
 @router.get("/v1/models")

@@ -1,0 +1,109 @@
+"""Every chat field on an `rsim/` model has a defined fate (issue 15), tried with the official SDK: the
+ones the loop cannot honour are refused with a 400 naming them (they were silently dropped: `tools` got
+an invented answer, `response_format` plain text, `n=2` one choice), and the honoured ones reach the
+reasoner — seen in what the fault reasoner logs of each call."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.test_faults import start_service
+
+pytestmark = pytest.mark.slow
+MSG = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+@pytest.fixture(scope="module")
+def service(fault_reasoner, tiny_planner, work_dir):
+    port, ctx = start_service(work_dir, fault_reasoner.url, tiny_planner.url, "service-fields",
+                              RSIM_MAX_STEPS="4", RSIM_MIN_STEP_TOKENS="0", RSIM_MIN_STEP_CHARS="0")
+    with ctx:
+        yield f"http://127.0.0.1:{port}"
+
+
+def calls(fault_reasoner, rid: str) -> list[dict]:
+    log = httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+    return [json.loads(e["raw"]) for e in log if e["headers"].get("x-request-id") == rid]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("tools", [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]),
+    ("tool_choice", "auto"), ("response_format", {"type": "json_object"}), ("logprobs", True), ("top_logprobs", 2),
+    ("n", 2), ("logit_bias", {"50256": -100}), ("modalities", ["text", "audio"]), ("no_such_field", 1),
+])
+def test_unsupported_fields_are_refused_by_name(service, field, value):
+    client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="rsim/ok", messages=MSG, extra_body={field: value})
+    err = e.value.body
+    assert e.value.status_code == 400 and err["param"] == field and field in err["message"]
+
+
+def test_off_values_and_bookkeeping_fields_are_accepted(service):
+    client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="rsim/ok", messages=MSG, tool_choice="none", logprobs=False, n=1,
+                                       response_format={"type": "text"}, user="u-1", metadata={"team": "a"},
+                                       store=False)
+    assert r.choices[0].message.content
+
+
+def test_honoured_fields_reach_the_reasoner(service, fault_reasoner):
+    client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="rsim/ok", messages=MSG, top_p=0.9, presence_penalty=0.5,
+                                       frequency_penalty=0.25, seed=7, stop=["###"], temperature=0.3,
+                                       extra_headers={"X-Request-Id": "fields-1"},
+                                       extra_body={"rsim": {"return_trace": True}})
+    sent = calls(fault_reasoner, "fields-1")
+    assert len(sent) == len(r.model_extra["rsim"]["steps"]) >= 2
+    for body in sent:
+        assert (body["top_p"], body["presence_penalty"], body["frequency_penalty"]) == (0.9, 0.5, 0.25)
+        assert body["seed"] == 7 and body["temperature"] == 0.3
+    assert "###" in sent[-1]["stop"] and all("###" not in b["stop"] for b in sent[:-1])  # the answer's stop
+
+
+@pytest.fixture(scope="module")
+def real(tiny_reasoner, tiny_planner, work_dir):
+    """In front of the tiny vLLM reasoner, which honours `max_tokens` (the fake writes what it likes)."""
+    port, ctx = start_service(work_dir, tiny_reasoner.url, tiny_planner.url, "service-fields-real",
+                              RSIM_READ_TIMEOUT_S="60", RSIM_MAX_STEPS="4", RSIM_FINAL_MAX_TOKENS="16",
+                              RSIM_MAX_TOKENS_PER_STEP="64")
+    with ctx:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("budget", [4, 60, 140])
+def test_max_tokens_is_the_total_budget(real, budget):
+    """All steps together stay within the client's budget: a small one goes straight to the answer,
+    a larger one holds reasoning steps too (a quarter of it, at most the answer budget, kept for the answer)."""
+    client = openai.OpenAI(base_url=f"{real}/v1", api_key="x", max_retries=0)
+    for kw in ({"max_tokens": budget}, {"max_completion_tokens": budget}):
+        r = client.chat.completions.create(model="rsim/tiny-qwen2", messages=MSG, temperature=0,
+                                           extra_body={"rsim": {"return_trace": True}}, **kw)
+        steps = r.model_extra["rsim"]["steps"]
+        assert r.usage.completion_tokens <= budget and steps[-1]["strategy"] == "termination"
+        assert len(steps) == 1 if budget == 4 else len(steps) >= 2
+        assert r.choices[0].finish_reason == ("length" if r.usage.completion_tokens == budget else "stop")
+
+
+def test_reasoning_effort_sets_the_step_budget(service):
+    client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
+    lengths = {}
+    for effort in ("minimal", "low", "high"):
+        r = client.chat.completions.create(model="rsim/ok", messages=MSG, reasoning_effort=effort,
+                                           extra_body={"rsim": {"return_trace": True}})
+        lengths[effort] = len(r.model_extra["rsim"]["steps"])
+    assert lengths["minimal"] == 1 and lengths["low"] <= 2 < lengths["high"]
+
+
+def test_the_conversation_is_kept(service, fault_reasoner):
+    client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
+    client.chat.completions.create(model="rsim/ok", extra_headers={"X-Request-Id": "conv-1"}, messages=[
+        {"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "I have 3 apples."},
+        {"role": "assistant", "content": "Noted: 3 apples."}, {"role": "user", "content": "I buy 2 more. How many?"}])
+    question = calls(fault_reasoner, "conv-1")[0]["messages"][0]["content"]
+    assert question == ("System: Answer tersely.\n\nUser: I have 3 apples.\n\nAssistant: Noted: 3 apples.\n\n"
+                        "User: I buy 2 more. How many?")
