@@ -19,11 +19,12 @@ ANSWER_FORMAT = "Put the final answer within \\boxed{}."
 
 async def optillm_solve(proxy: OpenAIReasoner, approach: str, question: str, *, model: str, max_tokens: int,
                         temperature: float, catalog_version: str) -> SolveResponse:
-    """`approach` through an OptiLLM proxy (`proxy.base_url`, e.g. http://127.0.0.1:8010/v1), selected by
-    OptiLLM's own `optillm_approach` field, on the reasoner model it fronts."""
+    """`approach` through an OptiLLM proxy (`proxy.base_url`, e.g. http://127.0.0.1:8010/v1), selected the way
+    OptiLLM's README does it, as a prefix of the model id (`re2-<model>`): its `optillm_approach` body field
+    selects the same, but OptiLLM forwards it to the reasoner with `none`, which then fails."""
     t0 = time.perf_counter()
-    body = {"model": model, "messages": [{"role": "user", "content": f"{question}\n\n{ANSWER_FORMAT}"}],
-            "max_tokens": max_tokens, "temperature": temperature, "optillm_approach": approach}
+    body = {"model": f"{approach}-{model}", "messages": [{"role": "user", "content": f"{question}\n\n{ANSWER_FORMAT}"}],
+            "max_tokens": max_tokens, "temperature": temperature}
     resp = await proxy.open("POST", "/chat/completions", json_body=body)
     await proxy.raise_for_status(resp)
     try:
