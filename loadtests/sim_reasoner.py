@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -23,6 +24,7 @@ TOKEN = "tok "
 def make_app(ttft_ms: float, tokens: int, tokens_per_s: float = 0.0, fault_rate: float = 0.0,
              seed: int = 0) -> web.Application:
     rng = random.Random(seed)
+    answers = itertools.count()  # each answer starts with its own number: steps never copy each other
 
     async def answer(request: web.Request, chat: bool) -> web.StreamResponse:
         body = await request.json()
@@ -32,6 +34,7 @@ def make_app(ttft_ms: float, tokens: int, tokens_per_s: float = 0.0, fault_rate:
         if fault == "500":
             return web.json_response({"error": {"message": "injected fault", "type": "server_error"}}, status=500)
         n = min(tokens, int(body.get("max_tokens") or tokens))
+        first = f"a{next(answers)} "
         usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
         kind = "chat.completion" if chat else "text_completion"
 
@@ -46,7 +49,7 @@ def make_app(ttft_ms: float, tokens: int, tokens_per_s: float = 0.0, fault_rate:
             if tokens_per_s > 0 and n > 1:
                 await asyncio.sleep((n - 1) / tokens_per_s)
             return web.json_response({"id": "sim", "object": kind, "created": int(time.time()), "model": model,
-                                      "choices": [choice(TOKEN * n, "stop")], "usage": usage})
+                                      "choices": [choice(first + TOKEN * (n - 1), "stop")], "usage": usage})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         chunk_kind = kind + ".chunk" if chat else kind
@@ -56,7 +59,7 @@ def make_app(ttft_ms: float, tokens: int, tokens_per_s: float = 0.0, fault_rate:
                 return resp
             if i and tokens_per_s > 0:
                 await asyncio.sleep(1 / tokens_per_s)
-            ev = {"id": "sim", "object": chunk_kind, "model": model, "choices": [choice(TOKEN, None)]}
+            ev = {"id": "sim", "object": chunk_kind, "model": model, "choices": [choice(first if i == 0 else TOKEN, None)]}
             await resp.write(f"data: {json.dumps(ev)}\n\n".encode())
         end = {"id": "sim", "object": chunk_kind, "model": model, "choices": [choice(None, "stop")]}
         await resp.write(f"data: {json.dumps(end)}\n\n".encode())
