@@ -89,7 +89,7 @@ def wait_ready(children: list[Child], timeout_s: float) -> None:
 
 
 # the service's episode defaults in front of the embedded CPU reasoner (~5 tokens/s for one stream on 2 cores)
-EMBEDDED_EPISODE = {"RSIM_MAX_STEPS": "4", "RSIM_MAX_TOKENS_PER_STEP": "128", "RSIM_FINAL_MAX_TOKENS": "64"}
+EMBEDDED_EPISODE = {"RSIM_MAX_STEPS": "6", "RSIM_MAX_TOKENS_PER_STEP": "128", "RSIM_FINAL_MAX_TOKENS": "64"}
 
 
 def prepare(name: str, cache_dir: Path) -> Path:
