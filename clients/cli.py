@@ -224,8 +224,14 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
         p.add_argument("--out", type=Path)
         p.add_argument("--limit", type=int, help="at most N problems per dataset (overrides the suite)")
         s = p.parse_args(extra)
-        for report in run_suite_sync(s.file, out=s.out, limit=s.limit):
-            out.print(f"report: {report}")
+        from planner_server.training.scoring import SandboxUnavailable
+
+        try:
+            for report in run_suite_sync(s.file, out=s.out, limit=s.limit):
+                out.print(f"report: {report}")
+        except SandboxUnavailable as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return 2
         return 0
     import asyncio
 

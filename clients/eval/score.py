@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, get_args
 
 from planner_server.training.data import Problem, Task
-from planner_server.training.scoring import verdict
+from planner_server.training.scoring import SandboxUnavailable, verdict
 
 TASKS = get_args(Task)
 
@@ -40,7 +40,10 @@ def score_rows(rows: Iterable[dict[str, Any] | str]) -> Iterator[dict[str, Any]]
         except ValueError as e:
             yield {**row, "correct": False, "error": str(e)}
             continue
-        correct, error = verdict(row["answer"], problem)
+        try:
+            correct, error = verdict(row["answer"], problem)
+        except SandboxUnavailable as e:  # code is never run unisolated: this row stays undecided
+            correct, error = False, str(e)
         yield {**row, "correct": correct, **({"error": error} if error else {})}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,9 @@ def check_cpu_smoke_suite(service: str, reasoner: str, out: Path) -> None:
     env = {**ENV, "RSIM_SMOKE_SERVICE_URL": service, "RSIM_SMOKE_REASONER_URL": reasoner, "RSIM_EVAL_OUT": str(out)}
     r = subprocess.run([sys.executable, "-m", "clients.cli", "eval", "suite", "suites/cpu-smoke.yaml", "--limit", "2"],
                        capture_output=True, text=True, cwd=REPO, timeout=900, env=env)
+    if shutil.which("bwrap") is None:  # the suite scores HumanEval: without its sandbox it must refuse, loudly
+        assert r.returncode == 2 and "bubblewrap" in r.stderr, r.stderr[-3000:]
+        return
     assert r.returncode == 0, r.stderr[-3000:]
     run = out / "qwen2.5-coder-1.5b-instruct"
     for name in ("report.md", "report.csv", "report.json", "accuracy_vs_strategies.png", "strategy_usage.png",
@@ -75,7 +79,8 @@ def check_cpu_smoke_suite(service: str, reasoner: str, out: Path) -> None:
         assert cell["tokens_mean"] == pytest.approx(sum(x["tokens"] for x in records) / 2)
         if cell["method"] in ("rsim", "fixed:verification"):
             assert cell["n_strategies"] == pytest.approx(sum(x["n_strategies"] for x in records) / 2)
-            assert all(x["strategies"][-1] == "termination" for x in records)
+            assert all(x["strategies"][-1] == "termination" or x["trace"][-1]["ends_reasoning"] == "answer"
+                       for x in records)
         assert f"{cell['score']:.1f}" in md
 
 
