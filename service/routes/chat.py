@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
-from service.orchestrator import EpisodeConfig, Finished, StrategyChosen, TextDelta
+from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
 from service.protocol import REASONING_EFFORT_STEPS, ChatCompletionRequest, SolveResponse
 from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
@@ -87,12 +87,26 @@ async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, mo
     fields = state.reasoning_fields
     yield chunk(cid, model, created, {"role": "assistant", "content": ""})
     try:
+        # a step's instruction goes out with its first text, not when it is chosen: a step the loop
+        # rewrites without its instruction (the reasoner began to copy itself) then streams as it is kept
+        steps: dict[int, Any] = {}
+        opened: set[int] = set()
+
+        def opening(index: int) -> bytes:
+            opened.add(index)
+            prefix = cfg.delimiter if index > 0 else ""
+            return chunk(cid, model, created, reasoning(fields, prefix + steps[index].injected))
+
         async for event in state.orchestrator.run(question, cfg, request_id=rid):
             if isinstance(event, StrategyChosen):
-                prefix = cfg.delimiter if event.step.index > 0 else ""
-                yield chunk(cid, model, created, reasoning(fields, prefix + event.step.injected))
+                steps[event.step.index] = event.step
             elif isinstance(event, TextDelta):
+                if event.index not in opened:
+                    yield opening(event.index)
                 yield chunk(cid, model, created, reasoning(fields, event.text))
+            elif isinstance(event, StepEnded):
+                if event.step.index not in opened:
+                    yield opening(event.step.index)
             elif isinstance(event, Finished):
                 result = event.result
                 state.finished(question, result, "chat_rsim")

@@ -46,3 +46,22 @@ def test_one_reasoning_field_when_configured(fault_reasoner, tiny_planner, work_
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         msg = client.chat.completions.create(model="rsim/ok", messages=[{"role": "user", "content": "q"}]).choices[0].message
         assert "t0 t1" in extra(msg)["reasoning"] and "reasoning_content" not in extra(msg)
+
+
+def test_a_rewritten_step_streams_as_it_is_kept(fault_reasoner, tiny_planner, work_dir):
+    """A reasoner that writes the same 50 tokens every time: its second step is a copy, dropped and
+    written again without its instruction. The stream must carry the chain of thought as kept — the
+    dropped instruction never went out — so streamed and non-streamed reasoning are the same text."""
+    port, ctx = start_service(work_dir, fault_reasoner.url, tiny_planner.url, "service-rf-copy",
+                              RSIM_MAX_STEPS="3", RSIM_MIN_STEP_CHARS="0", RSIM_MIN_STEP_TOKENS="0")
+    with ctx:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        r = client.chat.completions.create(model="rsim/long", messages=[{"role": "user", "content": "q"}],
+                                           extra_body={"rsim": {"return_trace": True}})
+        steps = extra(r)["rsim"]["steps"]
+        assert steps[1]["rewritten"] and steps[1]["injected"] == "" and steps[1]["ends_reasoning"] == "repeat"
+        stream = client.chat.completions.create(model="rsim/long", messages=[{"role": "user", "content": "q"}],
+                                                stream=True)
+        streamed = "".join(extra(c.choices[0].delta).get("reasoning") or "" for c in stream if c.choices)
+        assert streamed == extra(r.choices[0].message)["reasoning"]
+        assert steps[0]["injected"] in streamed

@@ -2,7 +2,8 @@
 
 The requested model id picks the fault: `ok`, `fail-500`, `fail-400`, `fail-429`, `stall`, `drop`,
 `malformed`, `slow` (one token per 0.2 s, for disconnect tests), `reasoning`/`reasoning_content` (a
-reasoning-parser server: thinking deltas under that field, then content), `once-503` (503 on the first try of
+reasoning-parser server: thinking deltas under that field, then content), `long` (the same 50 tokens at
+once, every time: a reasoner that copies itself), `once-503` (503 on the first try of
 each request id, then fine: retries before the first byte), `gzip` (a compressed answer, asked or not). Non-streamed answers set a cookie.
 `GET /_log` returns what it saw:
 each request's body, headers and whether its stream was cancelled by the client.
@@ -63,7 +64,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         if model in ("reasoning", "reasoning_content"):  # a reasoning-parser server (vLLM's field names)
             for i in range(3):
                 await resp.write(chunk(f"think{i} ", field=model))
-        n = 50 if model == "slow" else 3
+        n = 50 if model in ("slow", "long") else 3
         for i in range(n):
             await resp.write(chunk(f"t{i} "))
             if model == "drop" and i == 1:
@@ -83,7 +84,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow", "once-503",
-           "gzip", "reasoning", "reasoning_content"]
+           "gzip", "reasoning", "reasoning_content", "long"]
     return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
 
