@@ -81,12 +81,15 @@ def answer_in_format(text: str, task: str) -> bool:
 
 
 def last_boxed_closed(text: str) -> str | None:
+    """Content of the last *closed* \\boxed{…} (an unclosed one after it does not hide it)."""
     from service.answer import first_boxed
 
-    found, rest = None, text
-    while (box := first_boxed(rest)) is not None:
-        found, rest = box, rest[rest.index("\\boxed{") + len("\\boxed{"):]
-    return found
+    start = text.rfind("\\boxed{")
+    while start >= 0:
+        if (box := first_boxed(text[start:])) is not None:
+            return box
+        start = text.rfind("\\boxed{", 0, start)
+    return None
 
 
 def completes_answer(text: str, task: str) -> bool:
