@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from service.catalog import Catalog
+from service.catalog import UNGUIDED, Catalog
 
 PROMPT_TAIL = "\nNext strategy: "  # the label token comes right after this
 
@@ -38,6 +38,9 @@ def prompt_cot(steps: Sequence[StepLike], catalog: Catalog) -> str:
         return "(nothing yet)\n"
     lines = []
     for s in steps:
+        if s.strategy == UNGUIDED:  # the reasoner's own opening step: no strategy was injected
+            lines.append(f"[No strategy] {s.text.strip()}\n")
+            continue
         strat = catalog.get(s.strategy)
         lines.append(f"[{strat.label}. {strat.name}] {s.text.strip()}\n")
     return "".join(lines)

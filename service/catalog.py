@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TERMINATION = "termination"
+UNGUIDED = "unguided"  # a step the reasoner writes with no strategy injected (the opening step): never a catalog id
 
 
 class Strategy(BaseModel):
@@ -37,6 +38,8 @@ class Catalog(BaseModel):
             raise ValueError("strategy ids must be unique")
         if len(set(labels)) != len(labels):
             raise ValueError("strategy labels must be unique")
+        if UNGUIDED in ids:
+            raise ValueError(f"'{UNGUIDED}' is reserved for the reasoner's own steps (no strategy injected)")
         if TERMINATION not in ids:
             raise ValueError(f"the catalog must contain a '{TERMINATION}' strategy")
         return self

@@ -11,10 +11,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from planner_server.protocol import PlanRequest, PlanStep
 from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
-from service.catalog import TERMINATION, Catalog
+from service.catalog import TERMINATION, UNGUIDED, Catalog
 from service.errors import InvalidRequest, PlannerUnavailable
 from service.injection import WrittenStep, chain_of_thought, injection_text
 from service.planner_client import Planner
@@ -41,6 +42,9 @@ class EpisodeConfig:
     max_total_tokens: int | None = None  # completion tokens of the whole episode, every step (a client's max_tokens)
     answer_stop: list[str] = field(default_factory=list)  # the client's `stop`, on the answer step
     sampling: dict = field(default_factory=dict)  # reasoner sampling fields from the client (top_p, penalties)
+    # "reasoner": the first step is the reasoner's own, from the plain question as a chat begins (no planner
+    # call, nothing injected: `unguided`); "planner": the planner picks the first step's strategy too (the paper)
+    first_step: Literal["planner", "reasoner"] = "planner"
 
     def answer_reserve(self) -> int:
         """Tokens of a total budget kept for the answer step."""
@@ -126,7 +130,9 @@ class Orchestrator:
             if cfg.max_total_tokens is not None and not plain_budget_ok(cfg, usage.completion_tokens):
                 reasoned = True  # no room for another reasoning step in the client's budget: answer now
             if not (degraded or last or reasoned):
-                if cfg.force is not None:
+                if index == 0 and cfg.first_step == "reasoner":
+                    strategy_id = UNGUIDED
+                elif cfg.force is not None:
                     strategy_id = cfg.force
                 else:
                     t0 = time.perf_counter()
@@ -150,6 +156,8 @@ class Orchestrator:
                 strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
                 injected, stop = "", None
                 max_tokens = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step
+            elif strategy_id == UNGUIDED:
+                injected, max_tokens, stop = "", cfg.max_tokens_per_step, [cfg.delimiter]
             elif strategy_id == TERMINATION:
                 injected = answer_instruction(cfg.answer_format, injection_text(self.catalog.get(TERMINATION), index))
                 max_tokens, stop = cfg.final_max_tokens, answer_stop(cfg.answer_format, cfg.delimiter)

@@ -79,6 +79,9 @@ class SolveRequest(BaseModel):
     force: Annotated[str | None, Field(max_length=64, description="use this strategy at every step")] = None
     forbid: Annotated[list[str], Field(max_length=16)] = []
     seed: int | None = None
+    first_step: Literal["planner", "reasoner"] | None = Field(
+        None, description="who writes the first step: the planner's pick, or the reasoner from the plain question "
+                          "with nothing injected (default: RSIM_FIRST_STEP)")
     stream: bool = False
 
 

@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
     min_step_chars: int = Field(16, ge=0, le=8192, description="a reasoning step shorter than this (non-space "
                                 "characters) is resumed past its delimiter")
     planner_temperature: float = Field(0.0, ge=0.0, le=10.0)
+    first_step: Literal["planner", "reasoner"] = Field(
+        "planner", description="who writes an episode's first step: the planner's pick, or the reasoner from the "
+                               "plain question with nothing injected (as a chat begins)")
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0, description="longest silence from an upstream")
     request_timeout_s: float = Field(600.0, gt=0, description="longest whole upstream call")

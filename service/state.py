@@ -94,7 +94,7 @@ class ServiceState:
 
     def episode(self, model: str, *, max_steps: int | None, max_tokens_per_step: int | None,
                 temperature: float | None, reasoner_temperature: float | None, force: str | None,
-                forbid: list[str], seed: int | None) -> EpisodeConfig:
+                forbid: list[str], seed: int | None, first_step: str | None = None) -> EpisodeConfig:
         s = self.settings
         return EpisodeConfig(model=model, max_steps=max_steps or s.max_steps,
                              max_tokens_per_step=max_tokens_per_step or s.max_tokens_per_step,
@@ -103,7 +103,8 @@ class ServiceState:
                              reasoner_temperature=s.reasoner_temperature if reasoner_temperature is None
                              else reasoner_temperature,
                              force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter,
-                             min_step_tokens=s.min_step_tokens, min_step_chars=s.min_step_chars)
+                             min_step_tokens=s.min_step_tokens, min_step_chars=s.min_step_chars,
+                             first_step=first_step or s.first_step)
 
 
 async def get_state(request: Request) -> ServiceState:

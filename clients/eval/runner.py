@@ -21,7 +21,7 @@ from clients.eval.peers import optillm_solve
 from planner_server.training.data import Problem
 from planner_server.training.scoring import check_sandbox, verdict
 from service.baselines import BASELINES, prompt_baseline
-from service.catalog import TERMINATION, Catalog, load_catalog
+from service.catalog import TERMINATION, UNGUIDED, Catalog, load_catalog
 from service.errors import RsimError
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner
@@ -53,6 +53,8 @@ class EvalConfig:
     max_steps: int = 4
     max_tokens_per_step: int = 64
     final_max_tokens: int = 32
+    first_step: str = "planner"  # planned methods: "reasoner" = the reasoner's own first step, nothing injected
+    min_step_tokens: int = 24
     concurrency: int = 4
     reasoner_temperature: float = 0.0
     optillm_url: str | None = None  # an OptiLLM proxy in front of the same reasoner (`optillm:<approach>`)
@@ -85,7 +87,7 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
     strategies = [s.strategy for s in result.steps] if planned else []
     correct, scoring_error = verdict(result.answer, problem)  # an error is counted wrong, and said so
     return {**base, "answer": result.answer, "correct": correct, "scoring_error": scoring_error, "strategies": strategies,
-            "n_strategies": len({s for s in strategies if s != TERMINATION}), "tokens": result.usage.completion_tokens,
+            "n_strategies": len({s for s in strategies if s not in (TERMINATION, UNGUIDED)}), "tokens": result.usage.completion_tokens,
             "planner_calls": result.usage.planner_calls, "finish_reason": result.finish_reason,
             "planner_version": result.planner_version,
             # the whole trace, so a failure can be read rather than guessed
@@ -123,7 +125,8 @@ class Runner:
         c = self.cfg
         return EpisodeConfig(model=c.reasoner_model, max_steps=c.max_steps, max_tokens_per_step=c.max_tokens_per_step,
                              final_max_tokens=c.final_max_tokens, reasoner_temperature=c.reasoner_temperature,
-                             force=force, answer_format="code" if task in ("code", "runs") else "boxed")
+                             force=force, answer_format="code" if task in ("code", "runs") else "boxed",
+                             first_step=c.first_step, min_step_tokens=c.min_step_tokens)
 
     async def orchestrator(self, method: str) -> Orchestrator:
         """The loop for a planned method, built once per run: concurrent items wait for the first build
@@ -185,7 +188,7 @@ class Runner:
             self.sdk = self.sdk or AsyncClient(self.cfg.planner.service_url, timeout_s=1800)
             return await self.sdk.solve(problem.question, max_steps=self.cfg.max_steps,
                                         max_tokens_per_step=self.cfg.max_tokens_per_step, model=self.cfg.reasoner_model,
-                                        force=force)
+                                        force=force, first_step=self.cfg.first_step)
         orch = await self.orchestrator("fixed" if force else method)
         return await orch.solve(problem.question, self.episode(force, problem.task))
 

@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
     max_tokens_per_step: int = Field(48, ge=1)
     final_max_tokens: int = Field(24, ge=1)
     step_delimiter: str = "\n\n"
+    min_step_tokens: int = Field(24, ge=0, description="a reasoning step's vLLM min_tokens (as served)")
+    first_step: Literal["planner", "reasoner"] = Field(
+        "planner", description="who writes the first step: the planner's pick, or the reasoner alone from the "
+                               "plain question (nothing injected; not a decision, so not trained)")
     concurrency: int = Field(8, ge=1, description="rollouts in flight at once")
 
     save_every: int = Field(10, ge=1)

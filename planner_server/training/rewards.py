@@ -8,7 +8,7 @@ Planner:  R_P = R_acc + R_penalty + R_terminal
 Reasoner: R = R_acc + R_format + R_follow
   R_format = 1 if the answer is in the task's required form (\\boxed{} for math, a code block for code,
              a lone option letter for choice)
-  R_follow = share of steps that follow their injected strategy (`follows`, rules below)
+  R_follow = share of guided steps (a strategy injected) that follow it (`follows`, rules below; 0 when none)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from service.protocol import SolveResponse
 
 from service.answer import last_boxed, last_code_block
-from service.catalog import TERMINATION
+from service.catalog import TERMINATION, UNGUIDED
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ def planner_reward(strategies: Sequence[str], *, correct: bool, chose_terminatio
                    reasoner_ended: bool = False) -> PlannerReward:
     """`chose_termination`: the last step is termination *and* the planner picked it (not forced);
     `reasoner_ended`: the reasoner wrote its answer or closed its message, so the loop ended on its own."""
-    if not strategies:
-        raise ValueError("a trajectory has at least one step")
-    most = Counter(strategies).most_common(1)[0][1]
+    if not strategies and not reasoner_ended:
+        raise ValueError("a trajectory has at least one planned step, or the reasoner ended it on its own")
+    most = Counter(strategies).most_common(1)[0][1] if strategies else 0  # an unguided answer: no choice to count
     terminal = 1.0 if (chose_termination and strategies[-1] == TERMINATION) or reasoner_ended else -1.0
-    return PlannerReward(acc=float(correct), penalty=-most / len(strategies), terminal=terminal)
+    return PlannerReward(acc=float(correct), penalty=-most / len(strategies) if strategies else 0.0,
+                         terminal=terminal)
 
 
 def termination_of(result: SolveResponse) -> dict[str, bool]:
@@ -144,7 +145,9 @@ def reasoner_reward(steps: Sequence[tuple[str, str]], task: str, *, correct: boo
     form, in a reasoning step (its own `\\boxed{}`) or by completing the answer step."""
     if not steps:
         raise ValueError("a trajectory has at least one step")
-    followed = sum(follows(s, t, previous=steps[i - 1][1] if i else None, task=task) for i, (s, t) in enumerate(steps))
+    guided = [i for i, (s, _) in enumerate(steps) if s != UNGUIDED]  # an unguided step had nothing to follow
+    followed = sum(follows(steps[i][0], steps[i][1], previous=steps[i - 1][1] if i else None, task=task)
+                   for i in guided)
     strategy, last = steps[-1]
     written = completes_answer(last, task) if strategy == TERMINATION else answer_in_format(last, task)
-    return ReasonerReward(acc=float(correct), format=float(written), follow=followed / len(steps))
+    return ReasonerReward(acc=float(correct), format=float(written), follow=followed / len(guided) if guided else 0.0)

@@ -12,6 +12,7 @@ from planner_server.training.policy import PolicyPlanner, Recorded
 from planner_server.training.rewards import (PlannerReward, ReasonerReward, planner_reward, reasoner_reward,
                                               termination_of)
 from planner_server.training.scoring import verdict
+from service.catalog import UNGUIDED
 from service.errors import RsimError
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.protocol import SolveResponse
@@ -40,7 +41,7 @@ def score(problem: Problem, result: SolveResponse, decisions: list[Recorded]) ->
     correct, error = verdict(result.answer, problem)
     if error:  # counted wrong, and logged: never a silent verdict
         log.warning("scoring error on %s: %s", problem.id, error)
-    strategies = [s.strategy for s in result.steps]
+    strategies = [s.strategy for s in result.steps if s.strategy != UNGUIDED]  # the planner's steps only
     return Rollout(problem, result, decisions, correct,
                    planner_reward(strategies, correct=correct, **termination_of(result)),
                    reasoner_reward([(s.strategy, s.text) for s in result.steps], problem.task, correct=correct))

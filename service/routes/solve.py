@@ -52,7 +52,7 @@ async def solve(req: SolveRequest, request: Request, state: State):
     rid = request_id(request)
     cfg = state.episode(model, max_steps=req.max_steps, max_tokens_per_step=req.max_tokens_per_step,
                         temperature=req.temperature, reasoner_temperature=req.reasoner_temperature,
-                        force=req.force, forbid=req.forbid, seed=req.seed)
+                        force=req.force, forbid=req.forbid, seed=req.seed, first_step=req.first_step)
     state.orchestrator.check(cfg)  # bad ids are a 400 before any stream starts
     if req.stream:
         return StreamingResponse(with_keepalive(solve_events(state, req.question, cfg, rid),

@@ -155,3 +155,58 @@ async def test_a_code_task_answers_with_a_code_block_not_a_box():
     assert answer_step.pending.endswith("```python\n") and "\\boxed" not in answer_step.pending
     assert answer_step.stop is None
     assert result.answer == "def add(a, b):\n    s = a + b\n\n    return s"
+
+
+class Seeing(Always):
+    """Always, and keeps the steps each decision saw."""
+
+    def __init__(self, strategy):
+        super().__init__(strategy)
+        self.seen = []
+
+    async def plan(self, req, *, request_id=None):
+        self.seen.append([s.strategy for s in req.steps])
+        return await super().plan(req, request_id=request_id)
+
+
+async def test_the_reasoner_writes_the_first_step_from_the_plain_question():
+    """`first_step="reasoner"`: the episode opens as a chat does — no planner call, nothing injected, the
+    question alone as the user turn (on a chat reasoner: a fresh assistant turn, not a continued one) —
+    and the planner decides from the second step on, seeing that step as unguided."""
+    from service.reasoner import OpenAIReasoner
+
+    reasoner, planner = Scripted([(STEP1, "stop", False), (STEP2, "stop", False), ("20}", "stop", True)]), \
+        Seeing("verification")
+    cfg = EpisodeConfig(model="m", max_steps=3, first_step="reasoner", min_step_tokens=0, min_step_chars=0)
+    result = await Orchestrator(planner, reasoner, load_catalog()).solve("Goran has 30 shells...", cfg)
+    assert [s.strategy for s in result.steps] == ["unguided", "verification", "termination"]
+    first = result.steps[0]
+    assert first.injected == "" and first.forced and first.probability is None and first.text == STEP1
+    assert planner.calls == 1 and planner.seen == [["unguided"]]
+    assert reasoner.calls[0].pending == "" and reasoner.calls[0].steps == []
+    path, body = OpenAIReasoner(None, "http://x/v1").step_body(reasoner.calls[0])
+    assert body["messages"] == [{"role": "user", "content": "Goran has 30 shells..."}]
+    assert body["add_generation_prompt"] and not body["continue_final_message"]
+    assert result.text.startswith(STEP1) and result.answer == "20"
+
+
+async def test_the_planners_first_pick_is_the_default():
+    reasoner, planner = Scripted([(STEP1, "stop", False), ("20}", "stop", True)]), Seeing("verification")
+    cfg = EpisodeConfig(model="m", max_steps=2, min_step_tokens=0, min_step_chars=0)
+    result = await Orchestrator(planner, reasoner, load_catalog()).solve("Goran has 30 shells...", cfg)
+    assert [s.strategy for s in result.steps] == ["verification", "termination"] and planner.seen == [[]]
+
+
+def test_unguided_is_reserved_and_shown_to_the_planner_as_no_strategy():
+    import pytest
+
+    from planner_server.prompt import planner_prompt
+    from service.catalog import Catalog
+
+    cat = load_catalog()
+    prompt = planner_prompt("Q?", [type("S", (), {"strategy": "unguided", "text": " 30 - 3 = 27"})()], cat)
+    assert "[No strategy] 30 - 3 = 27\n" in prompt
+    bad = [s.model_dump() for s in cat.strategies]
+    bad[0]["id"] = "unguided"
+    with pytest.raises(ValueError, match="reserved"):
+        Catalog.model_validate({"strategies": bad})

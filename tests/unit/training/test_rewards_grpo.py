@@ -122,3 +122,32 @@ def test_terminal_reward_when_the_reasoner_ended_first():
     assert answered == {"chose_termination": False, "reasoner_ended": True}
     assert planner_reward(["verification", "termination"], correct=True, **chose).terminal == 1.0
     assert planner_reward(["verification", "verification", "termination"], correct=True, **repeat).terminal == -1.0
+
+
+def test_an_unguided_step_is_neither_a_choice_nor_an_instruction_followed():
+    """The reasoner's own opening step (`first_step="reasoner"`) was no planner decision and had no
+    instruction: it counts in neither R_penalty nor R_follow. An episode the reasoner answered in that step
+    alone has no planned step and is still rewarded."""
+    from planner_server.training.rollout import score
+    from planner_server.training.data import Problem
+    from service.protocol import SolveResponse, StepTrace, Timings, Usage
+
+    steps = [("unguided", " 30 - 3 = 27 shells."), ("verification", " Let me check: 27 + 3 = 30, correct."),
+             ("termination", "27}.")]
+    assert reasoner_reward(steps, "math", correct=True).follow == 1.0  # the one guided step followed
+    assert reasoner_reward([("unguided", " 30 - 3 = 27, so \\boxed{27}.")], "math", correct=True).follow == 0.0
+    only = planner_reward([], correct=True, chose_termination=False, reasoner_ended=True)
+    assert (only.penalty, only.terminal) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        planner_reward([], correct=True, chose_termination=False)
+    trace = [StepTrace(index=0, strategy="unguided", forced=True, injected="", text=" \\boxed{27}",
+                       ends_reasoning="answer"),
+             ]
+    res = SolveResponse(id="x", model="m", answer="27", text="", finish_reason="termination", usage=Usage(),
+                        timings=Timings(), planner_version=None, catalog_version="c", steps=trace)
+    r = score(Problem(id="p", question="q", answer="27", task="math"), res, [])
+    assert r.correct and r.planner.penalty == 0.0 and r.planner.terminal == 1.0
+    two = res.model_copy(update={"steps": [trace[0].model_copy(update={"ends_reasoning": None}),
+                                           StepTrace(index=1, strategy="verification", injected="x", text="y"),
+                                           StepTrace(index=2, strategy="verification", injected="x", text="z")]})
+    assert score(Problem(id="p", question="q", answer="27", task="math"), two, []).planner.penalty == -1.0
