@@ -45,6 +45,13 @@ class EpisodeConfig:
     # "reasoner": the first step is the reasoner's own, from the plain question as a chat begins (no planner
     # call, nothing injected: `unguided`); "planner": the planner picks the first step's strategy too (the paper)
     first_step: Literal["planner", "reasoner"] = "planner"
+    # after the last planned step, a reasoner that has not ended its reasoning goes on unguided (nothing
+    # injected, no delimiter) until it ends its message or uses up the reasoning budget, then answers
+    unguided_tail: bool = False
+
+    def reasoning_budget(self) -> int:
+        """Reasoning tokens of an episode: what the prompt baselines get in their one step."""
+        return self.max_tokens_per_step * max(1, self.max_steps - 1)
 
     def answer_reserve(self) -> int:
         """Tokens of a total budget kept for the answer step."""
@@ -123,13 +130,19 @@ class Orchestrator:
         reasoned = False  # the last step ended the reasoning: the reasoner closed its message or repeated itself
         answer: str | None = None  # the reasoner's own boxed answer, when a reasoning step wrote one
 
-        for index in range(cfg.max_steps):
-            last = index == cfg.max_steps - 1
+        index, tailed = -1, False
+        while True:
+            index += 1
+            last = index >= cfg.max_steps - 1
             strategy_id, probabilities, probability, forced, planner_ms = TERMINATION, None, None, True, 0.0
             plain = False  # the planner just went away: write plain chain of thought, then the answer
             if cfg.max_total_tokens is not None and not plain_budget_ok(cfg, usage.completion_tokens):
                 reasoned = True  # no room for another reasoning step in the client's budget: answer now
-            if not (degraded or last or reasoned):
+            tail = (last and cfg.unguided_tail and not (tailed or degraded or reasoned)
+                    and cfg.reasoning_budget() - usage.reasoning_tokens >= max(1, cfg.min_step_tokens))
+            if tail:
+                strategy_id, tailed = UNGUIDED, True
+            elif not (degraded or last or reasoned):
                 if index == 0 and cfg.first_step == "reasoner":
                     strategy_id = UNGUIDED
                 elif cfg.force is not None:
@@ -156,6 +169,8 @@ class Orchestrator:
                 strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
                 injected, stop = "", None
                 max_tokens = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step
+            elif tail:  # the reasoner finishes its reasoning on its own, in the budget left
+                injected, max_tokens, stop = "", cfg.reasoning_budget() - usage.reasoning_tokens, None
             elif strategy_id == UNGUIDED:
                 injected, max_tokens, stop = "", cfg.max_tokens_per_step, [cfg.delimiter]
             elif strategy_id == TERMINATION:

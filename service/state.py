@@ -104,7 +104,7 @@ class ServiceState:
                              else reasoner_temperature,
                              force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter,
                              min_step_tokens=s.min_step_tokens, min_step_chars=s.min_step_chars,
-                             first_step=first_step or s.first_step)
+                             first_step=first_step or s.first_step, unguided_tail=s.unguided_tail)
 
 
 async def get_state(request: Request) -> ServiceState:

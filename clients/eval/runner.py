@@ -55,6 +55,7 @@ class EvalConfig:
     final_max_tokens: int = 32
     first_step: str = "planner"  # planned methods: "reasoner" = the reasoner's own first step, nothing injected
     min_step_tokens: int = 24
+    unguided_tail: bool = False
     concurrency: int = 4
     reasoner_temperature: float = 0.0
     optillm_url: str | None = None  # an OptiLLM proxy in front of the same reasoner (`optillm:<approach>`)
@@ -126,7 +127,8 @@ class Runner:
         return EpisodeConfig(model=c.reasoner_model, max_steps=c.max_steps, max_tokens_per_step=c.max_tokens_per_step,
                              final_max_tokens=c.final_max_tokens, reasoner_temperature=c.reasoner_temperature,
                              force=force, answer_format="code" if task in ("code", "runs") else "boxed",
-                             first_step=c.first_step, min_step_tokens=c.min_step_tokens)
+                             first_step=c.first_step, min_step_tokens=c.min_step_tokens,
+                             unguided_tail=c.unguided_tail)
 
     async def orchestrator(self, method: str) -> Orchestrator:
         """The loop for a planned method, built once per run: concurrent items wait for the first build

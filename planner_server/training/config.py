@@ -77,6 +77,8 @@ class TrainConfig(BaseModel):
     first_step: Literal["planner", "reasoner"] = Field(
         "planner", description="who writes the first step: the planner's pick, or the reasoner alone from the "
                                "plain question (nothing injected; not a decision, so not trained)")
+    unguided_tail: bool = Field(False, description="after the last planned step the reasoner finishes its reasoning "
+                                                   "unguided in the reasoning budget left (as served)")
     concurrency: int = Field(8, ge=1, description="rollouts in flight at once")
 
     save_every: int = Field(10, ge=1)

@@ -210,3 +210,33 @@ def test_unguided_is_reserved_and_shown_to_the_planner_as_no_strategy():
     bad[0]["id"] = "unguided"
     with pytest.raises(ValueError, match="reserved"):
         Catalog.model_validate({"strategies": bad})
+
+
+async def test_after_the_planned_steps_the_reasoner_finishes_unguided_in_the_budget_left():
+    """`unguided_tail`: max_steps caps the planner's interventions, not the reasoning. A reasoner still
+    mid-computation after the last planned step goes on with nothing injected and no delimiter, in what is
+    left of the reasoning budget ((max_steps - 1) x max_tokens_per_step, what a prompt baseline gets), and
+    its own boxed answer ends the episode; without the tail the answer step cut it off (the first run with
+    `first_step="reasoner"`: 21 of 30 episodes forced to answer after an intermediate result)."""
+    rest = " 4. He buys 56 more: 20 + 56 = 76 shells. So Goran has \\boxed{76} shells."
+    reasoner, planner = Scripted([(STEP1, "stop", False), (STEP2, "stop", False), (rest, "stop", True)]), \
+        Seeing("continuation")
+    cfg = EpisodeConfig(model="m", max_steps=3, max_tokens_per_step=64, first_step="reasoner", unguided_tail=True,
+                        min_step_tokens=0, min_step_chars=0)
+    result = await Orchestrator(planner, reasoner, load_catalog()).solve("Goran has 30 shells...", cfg)
+    assert [s.strategy for s in result.steps] == ["unguided", "continuation", "unguided"]
+    tail = reasoner.calls[-1]
+    used = len(STEP1.split()) + len(STEP2.split())
+    assert tail.pending == "" and tail.stop is None and tail.max_tokens == 2 * 64 - used
+    assert result.steps[-1].ends_reasoning == "answer" and result.answer == "76" and planner.calls == 1
+
+    # a tail that ends without an answer goes to the answer step; no budget left: no tail
+    reasoner = Scripted([(STEP1, "stop", False), (STEP2, "stop", False), (" 20 + 56 = 76.", "length", False),
+                         ("76}", "stop", True)])
+    result = await Orchestrator(Seeing("continuation"), reasoner, load_catalog()).solve("Goran...", cfg)
+    assert [s.strategy for s in result.steps] == ["unguided", "continuation", "unguided", "termination"]
+    assert result.answer == "76" and result.finish_reason == "max_steps"
+    tight = replace(cfg, max_tokens_per_step=10)
+    reasoner = Scripted([(STEP1, "stop", False), (STEP2, "stop", False), ("76}", "stop", True)])
+    result = await Orchestrator(Seeing("continuation"), reasoner, load_catalog()).solve("Goran...", tight)
+    assert [s.strategy for s in result.steps] == ["unguided", "continuation", "termination"]
