@@ -15,7 +15,7 @@ from service.metrics import ServiceMetrics
 from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner, make_session
-from service.routes import chat, feedback, health, solve
+from service.routes import chat, feedback, health, passthrough, solve
 from service.routes.passthrough import PassthroughFastPath
 from service.settings import ServiceSettings
 from service.state import ServiceState, require_api_key
@@ -68,6 +68,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(chat.router, dependencies=authed)
     app.include_router(feedback.router, dependencies=authed)
     app.include_router(health.router)
+    app.include_router(passthrough.router, dependencies=authed)  # last: every other /v1/ path, forwarded
 
     def openapi() -> dict:
         if app.openapi_schema is None:

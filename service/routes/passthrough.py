@@ -1,25 +1,47 @@
-"""Passthrough: a chat request for a plain reasoner model is forwarded byte for byte (DESIGN.md §4.5).
+"""Passthrough: a chat request for a plain reasoner model, and every request under `/v1/` that is not
+rsim's own (`/v1/completions`, `/v1/embeddings`, `/v1/responses`, ...), is forwarded byte for byte
+(DESIGN.md §4.5), streamed back when the reasoner streams.
 
 `PassthroughFastPath` answers those requests in pure ASGI, ahead of FastAPI's routing, dependency
 injection and request objects, which cost about as much CPU as forwarding itself
-(docs/performance.md). Whatever it does not forward — `rsim/` models, bodies that are not a JSON object
-with a model, a missing or wrong API key — falls through, untouched, to the `/v1/chat/completions`
-route, which answers it and its errors as before."""
+(docs/performance.md). Whatever it does not forward — `rsim/` models, chat bodies that are not a JSON
+object with a model, a missing or wrong API key — falls through, untouched, to the routes, which answer
+it and its errors as before. API keys and limits hold for every path alike (the limits middleware sits
+outside this one)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import RsimError, UpstreamError
+from service.errors import InvalidRequest, NotFound, RsimError, UpstreamError
 from service.sse import DONE, sse
-from service.state import RSIM_PREFIX, ServiceState
-from service.web import error_response, scope_request_id
+from service.state import RSIM_PREFIX, ServiceState, State
+from service.web import error_response, request_id, scope_request_id
 
 CHAT_PATH = "/v1/chat/completions"
+OWN_PATHS = frozenset({"/v1/models", "/v1/feedback", "/v1/strategies"})  # answered by rsim, never forwarded
+FORWARDED_HEADERS = frozenset({b"content-type", b"accept", b"openai-beta"})  # what the reasoner needs of the client's
+
+
+def forwarded(path: str) -> bool:
+    """Paths relayed to the reasoner as they are: all of `/v1/` but chat (decided by model) and rsim's own."""
+    return (path.startswith("/v1/") and path != CHAT_PATH and path not in OWN_PATHS
+            and not path.startswith("/v1/models/"))
+
+
+def names_rsim_model(raw: bytes) -> bool:
+    """Whether a body is a JSON object asking for an `rsim/` model (those answer chat completions only)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:  # not JSON (a multipart upload, say): no model of ours in it
+        return False
+    model = body.get("model") if isinstance(body, dict) else None
+    return isinstance(model, str) and model.startswith(RSIM_PREFIX)
 # per-hop headers, and ours: the body is relayed as it came, so its Content-Encoding goes with it
 HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"server", b"date",
                          b"x-request-id"})
@@ -34,10 +56,18 @@ class RelayedResponse(Response):
 
 
 async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -> Response:
-    """Forward the untouched body; relay status, body and content type (streamed when asked)."""
-    resp = await state.reasoner.open("POST", "/chat/completions", data=raw,
-                                     headers={"Content-Type": "application/json", "X-Request-Id": rid})
-    state.metrics.count("chat_passthrough", resp.status)
+    """Forward a plain model's chat request untouched; relay status, body and content type (streamed when asked)."""
+    return await relay(state, "POST", "/chat/completions", raw, {"Content-Type": "application/json"}, rid,
+                       "chat_passthrough", stream=stream)
+
+
+async def relay(state: ServiceState, method: str, path: str, raw: bytes, headers: dict[str, str], rid: str,
+                endpoint: str, *, stream: bool = True) -> Response:
+    """Send `raw` to the reasoner's `path` (relative to its `/v1`, query included); relay its answer as it
+    comes: status, end-to-end headers, and the body — streamed when it is an event stream."""
+    resp = await state.reasoner.open(method, path, data=raw if raw or method != "GET" else None,
+                                     headers={**headers, "X-Request-Id": rid})
+    state.metrics.count(endpoint, resp.status)
     headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_HEADERS]
     if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
         try:
@@ -80,9 +110,36 @@ class PassthroughFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != CHAT_PATH or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] == CHAT_PATH and scope["method"] == "POST":
+            await self.chat(scope, receive, send)
+        elif forwarded(scope["path"]):
+            await self.other(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Any other `/v1/` path: forwarded as it came when the key is good and no `rsim/` model is named;
+        else the catch-all route answers (401, or 400 for an `rsim/` model)."""
+        raw = await read_body(receive)
+        if raw is None:
+            return
+        state: ServiceState = scope["app"].state.rsim
+        headers = dict(scope["headers"])
+        if not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or names_rsim_model(raw):
+            await self.app(scope, replay(raw, receive), send)
+            return
+        rid = scope_request_id(scope)
+        try:
+            response = await relay(state, scope["method"], upstream_path(scope), raw, forward_headers(headers), rid,
+                                   "passthrough")
+        except RsimError as e:
+            response = error_response(e, rid)
+        await response(scope, receive, send)
+
+    async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks = []
         while True:  # the body is bounded by BodyLimitMiddleware, outside this one
             message = await receive()
@@ -106,6 +163,29 @@ class PassthroughFastPath:
         await response(scope, receive, send)
 
 
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body (bounded by BodyLimitMiddleware, outside); None if the client left first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def upstream_path(scope: Scope) -> str:
+    """The reasoner path for a `/v1/...` request: relative to the reasoner's `/v1`, with the query string."""
+    path = scope["path"].removeprefix("/v1")
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def forward_headers(headers: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k.lower() in FORWARDED_HEADERS}
+
+
 def replay(raw: bytes, receive: Receive) -> Receive:
     """A `receive` that hands the already-read body over once, then listens to the client again."""
     pending = True
@@ -118,3 +198,21 @@ def replay(raw: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return again
+
+
+router = APIRouter()
+
+
+@router.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def other_v1(rest: str, request: Request, state: State) -> Response:
+    """What the fast path left: an `rsim/` model on a path other than chat (400), else forwarded the same way
+    (the API key was checked by the router's dependency)."""
+    path = "/v1/" + rest
+    if not forwarded(path):
+        raise NotFound(f"no route {request.method} {path}")
+    raw = await request.body()
+    if names_rsim_model(raw):
+        raise InvalidRequest(f"rsim/ models answer /v1/chat/completions only; send {path} requests with the plain "
+                             "model id", param="model", code="unsupported_path")
+    return await relay(state, request.method, upstream_path(request.scope), raw,
+                       forward_headers(dict(request.scope["headers"])), request_id(request), "passthrough")
