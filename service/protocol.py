@@ -165,7 +165,7 @@ class ChatCompletionRequest(BaseModel):
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
-    n: Annotated[int | None, Field(ge=1, le=1, description="one episode per request for now")] = None
+    n: Annotated[int | None, Field(ge=1, le=16, description="independent episodes, one choice each")] = None
     # accepted, with no effect on the reasoning (bookkeeping on the caller's side)
     user: Annotated[str | None, Field(max_length=256)] = None
     metadata: dict[str, str] | None = None

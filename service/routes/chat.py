@@ -3,6 +3,7 @@ to the reasoner byte for byte. `GET /v1/models` lists both ids per reasoner mode
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
 from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
-from service.protocol import REASONING_EFFORT_STEPS, ChatCompletionRequest, SolveResponse
+from service.protocol import REASONING_EFFORT_STEPS, ChatCompletionRequest, SolveResponse, Usage
 from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
 from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect
@@ -61,62 +62,100 @@ def finish_of(result: SolveResponse, budget: int | None) -> str:
     return "length" if budget is not None and result.usage.completion_tokens >= budget else "stop"
 
 
-def chat_payload(result: SolveResponse, model: str, created: int, return_trace: bool,
-                 fields: tuple[str, ...] = ("reasoning", "reasoning_content"), budget: int | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": f"chatcmpl-{result.id}", "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer,
-                                             **reasoning(fields, result.text)},
-                     "finish_reason": finish_of(result, budget), "logprobs": None}],
-        "usage": result.usage.openai(),
-    }
+def trace_of(result: SolveResponse) -> dict[str, Any]:
+    return result.model_dump(exclude={"text", "answer", "usage", "id", "model"})
+
+
+def total_usage(results: list[SolveResponse]) -> Usage:
+    """The exact sum over every episode's upstream calls."""
+    total = Usage()
+    for r in results:
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "planner_calls",
+                     "reasoner_calls"):
+            setattr(total, name, getattr(total, name) + getattr(r.usage, name))
+        if r.usage.cached_tokens is not None:
+            total.cached_tokens = (total.cached_tokens or 0) + r.usage.cached_tokens
+    return total
+
+
+def chat_payload(results: SolveResponse | list[SolveResponse], model: str, created: int, return_trace: bool,
+                 fields: tuple[str, ...] = ("reasoning", "reasoning_content"), budget: int | None = None,
+                 cid: str | None = None) -> dict[str, Any]:
+    """One choice per episode (a request's `n`); with `return_trace`, each choice's steps in its `rsim`, and
+    the first one's also at the top level (where a single episode's always were)."""
+    results = results if isinstance(results, list) else [results]
+    choices = []
+    for i, result in enumerate(results):
+        choice = {"index": i, "message": {"role": "assistant", "content": result.answer, **reasoning(fields, result.text)},
+                  "finish_reason": finish_of(result, budget), "logprobs": None}
+        if return_trace and len(results) > 1:
+            choice["rsim"] = trace_of(result)
+        choices.append(choice)
+    body: dict[str, Any] = {"id": cid or f"chatcmpl-{results[0].id}", "object": "chat.completion", "created": created,
+                            "model": model, "choices": choices, "usage": total_usage(results).openai()}
     if return_trace:
-        body["rsim"] = result.model_dump(exclude={"text", "answer", "usage", "id", "model"})
+        body["rsim"] = trace_of(results[0])
     return body
 
 
 def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None,
-          **extra: Any) -> bytes:
+          index: int = 0, **extra: Any) -> bytes:
     return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **extra})
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+                **extra})
 
 
-async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, model: str, rid: str,
-                      include_usage: bool, return_trace: bool, budget: int | None = None) -> AsyncIterator[bytes]:
-    cid, created = f"chatcmpl-{rid}", int(time.time())
-    fields = state.reasoning_fields
-    yield chunk(cid, model, created, {"role": "assistant", "content": ""})
+async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIterator[Any]:
+    """Items of several async iterators as they come (a bounded queue between them); the first error ends
+    it, and the others are cancelled."""
+    if len(streams) == 1:
+        async for item in streams[0]:
+            yield item
+        return
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=bound)
+    end = object()
+
+    async def pump(stream: AsyncIterator[Any]) -> None:
+        try:
+            async for item in stream:
+                await queue.put(item)
+        except BaseException as e:  # handed to the reader, which raises it
+            await queue.put(e)
+        else:
+            await queue.put(end)
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
     try:
-        # a step's instruction goes out with its first text, not when it is chosen: a step the loop
-        # rewrites without its instruction (the reasoner began to copy itself) then streams as it is kept
-        steps: dict[int, Any] = {}
-        opened: set[int] = set()
+        left = len(tasks)
+        while left:
+            item = await queue.get()
+            if item is end:
+                left -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-        def opening(index: int) -> bytes:
-            opened.add(index)
-            prefix = cfg.delimiter if index > 0 else ""
-            return chunk(cid, model, created, reasoning(fields, prefix + steps[index].injected))
 
-        async for event in state.orchestrator.run(question, cfg, request_id=rid):
-            if isinstance(event, StrategyChosen):
-                steps[event.step.index] = event.step
-            elif isinstance(event, TextDelta):
-                if event.index not in opened:
-                    yield opening(event.index)
-                yield chunk(cid, model, created, reasoning(fields, event.text))
-            elif isinstance(event, StepEnded):
-                if event.step.index not in opened:
-                    yield opening(event.step.index)
-            elif isinstance(event, Finished):
-                result = event.result
-                state.finished(question, result, "chat_rsim")
-                yield chunk(cid, model, created, {"content": result.answer})
-                extra = {"rsim": result.model_dump(exclude={"text", "answer", "usage", "id", "model"})} \
-                    if return_trace else {}
-                yield chunk(cid, model, created, {}, finish_of(result, budget), **extra)
-                if include_usage:
-                    yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                               "choices": [], "usage": result.usage.openai()})
+async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | list[EpisodeConfig], model: str,
+                      rid: str, include_usage: bool, return_trace: bool, budget: int | None = None
+                      ) -> AsyncIterator[bytes]:
+    """One SSE stream of a request's episodes (its `n`), their chunks interleaved by choice index."""
+    cfgs = cfgs if isinstance(cfgs, list) else [cfgs]
+    cid, created = f"chatcmpl-{rid}", int(time.time())
+    results: list[SolveResponse | None] = [None] * len(cfgs)
+    rids = episode_ids(rid, len(cfgs))
+    try:
+        async for data in merged([episode_chunks(state, question, cfg, model, rids[i], cid, created, i, return_trace,
+                                                 budget, results) for i, cfg in enumerate(cfgs)]):
+            yield data
+        if include_usage:
+            yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "choices": [], "usage": total_usage([r for r in results if r is not None]).openai()})
     except RsimError as e:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         yield sse(e.envelope())
@@ -125,6 +164,57 @@ async def chat_stream(state: ServiceState, question: str, cfg: EpisodeConfig, mo
         state.metrics.requests.labels("chat_rsim", "500").inc()
         yield sse(error_envelope("internal server error"))
     yield DONE
+
+
+async def solve_all(state: ServiceState, question: str, cfgs: list[EpisodeConfig], rids: list[str]
+                    ) -> list[SolveResponse]:
+    """A request's episodes side by side; the first error cancels the others (no reasoner call left running)."""
+    tasks = [asyncio.ensure_future(state.orchestrator.solve(question, c, request_id=r)) for c, r in zip(cfgs, rids,
+                                                                                                      strict=True)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def episode_ids(rid: str, n: int) -> list[str]:
+    """Request ids of a request's episodes: its own for one, `<id>-<i>` for each of several."""
+    return [rid] if n == 1 else [f"{rid}-{i}" for i in range(n)]
+
+
+async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig, model: str, rid: str, cid: str,
+                         created: int, index: int, return_trace: bool, budget: int | None,
+                         results: list[SolveResponse | None]) -> AsyncIterator[bytes]:
+    """The chunks of one choice: its role, its reasoning as it is written, its answer and finish."""
+    fields = state.reasoning_fields
+    yield chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index)
+    # a step's instruction goes out with its first text, not when it is chosen: a step the loop
+    # rewrites without its instruction (the reasoner began to copy itself) then streams as it is kept
+    steps: dict[int, Any] = {}
+    opened: set[int] = set()
+
+    def opening(step: int) -> bytes:
+        opened.add(step)
+        prefix = cfg.delimiter if step > 0 else ""
+        return chunk(cid, model, created, reasoning(fields, prefix + steps[step].injected), index=index)
+
+    async for event in state.orchestrator.run(question, cfg, request_id=rid):
+        if isinstance(event, StrategyChosen):
+            steps[event.step.index] = event.step
+        elif isinstance(event, TextDelta):
+            if event.index not in opened:
+                yield opening(event.index)
+            yield chunk(cid, model, created, reasoning(fields, event.text), index=index)
+        elif isinstance(event, StepEnded):
+            if event.step.index not in opened:
+                yield opening(event.step.index)
+        elif isinstance(event, Finished):
+            result = results[index] = event.result
+            state.finished(question, result, "chat_rsim")
+            yield chunk(cid, model, created, {"content": result.answer}, index=index)
+            extra = {"rsim": trace_of(result)} if return_trace else {}
+            yield chunk(cid, model, created, {}, finish_of(result, budget), index=index, **extra)
 
 
 def document_chat_body(openapi: dict[str, Any]) -> dict[str, Any]:
@@ -181,19 +271,23 @@ async def chat_completions(request: Request, state: State) -> Response:
     state.orchestrator.check(cfg)
     question = question_of(req)
     return_trace = bool(opts and opts.return_trace)
+    # `n` independent episodes, each with its own seed when the client set one (else each samples on its own)
+    cfgs = [cfg if i == 0 or cfg.seed is None else replace(cfg, seed=cfg.seed + i) for i in range(req.n or 1)]
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        events = chat_stream(state, question, cfg, req.model, rid, include_usage, return_trace, req.budget)
+        events = chat_stream(state, question, cfgs, req.model, rid, include_usage, return_trace, req.budget)
         return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
+    rids = episode_ids(rid, len(cfgs))
     try:
-        result = await cancel_on_disconnect(request, state.orchestrator.solve(question, cfg, request_id=rid))
+        results = await cancel_on_disconnect(request, solve_all(state, question, cfgs, rids))
     except RsimError as e:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         raise
-    state.finished(question, result, "chat_rsim")
-    return JSONResponse(chat_payload(result, req.model, int(time.time()), return_trace, state.reasoning_fields,
-                                     req.budget))
+    for result in results:
+        state.finished(question, result, "chat_rsim")
+    return JSONResponse(chat_payload(list(results), req.model, int(time.time()), return_trace, state.reasoning_fields,
+                                     req.budget, cid=f"chatcmpl-{rid}"))
 
 
 @router.get("/v1/models")

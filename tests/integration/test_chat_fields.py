@@ -33,7 +33,7 @@ def calls(fault_reasoner, rid: str) -> list[dict]:
 @pytest.mark.parametrize(("field", "value"), [
     ("tools", [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]),
     ("tool_choice", "auto"), ("response_format", {"type": "json_object"}), ("logprobs", True), ("top_logprobs", 2),
-    ("n", 2), ("logit_bias", {"50256": -100}), ("modalities", ["text", "audio"]), ("no_such_field", 1),
+    ("n", 17), ("logit_bias", {"50256": -100}), ("modalities", ["text", "audio"]), ("no_such_field", 1),
 ])
 def test_unsupported_fields_are_refused_by_name(service, field, value):
     client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
@@ -107,3 +107,27 @@ def test_the_conversation_is_kept(service, fault_reasoner):
     question = calls(fault_reasoner, "conv-1")[0]["messages"][0]["content"]
     assert question == ("System: Answer tersely.\n\nUser: I have 3 apples.\n\nAssistant: Noted: 3 apples.\n\n"
                         "User: I buy 2 more. How many?")
+
+
+def test_n_runs_independent_episodes(service, fault_reasoner):
+    """`n=2` was answered with one choice: now each is an episode of its own (its own reasoner calls), the
+    usage their exact sum, and a stream interleaves both choices by index, each opened and finished once."""
+    client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="rsim/ok", messages=MSG, n=2, seed=3,
+                                       extra_headers={"X-Request-Id": "n-two"}, extra_body={"rsim": {"return_trace": True}})
+    assert [c.index for c in r.choices] == [0, 1] and all(c.message.content for c in r.choices)
+    traces = [c.model_extra["rsim"]["steps"] for c in r.choices]
+    first, second = calls(fault_reasoner, "n-two-0"), calls(fault_reasoner, "n-two-1")
+    assert len(first) == len(traces[0]) and len(second) == len(traces[1]) and first and second
+    assert {b["seed"] for b in first} == {3} and {b["seed"] for b in second} == {4}
+    assert r.usage.model_extra["rsim"]["reasoner_calls"] == len(first) + len(second)
+    one = client.chat.completions.create(model="rsim/ok", messages=MSG, seed=3)
+    assert r.usage.completion_tokens == 2 * one.usage.completion_tokens  # the fake writes the same for each
+    chunks = list(client.chat.completions.create(model="rsim/ok", messages=MSG, n=3, stream=True,
+                                                 stream_options={"include_usage": True}))
+    by_index = {i: [c for c in chunks if c.choices and c.choices[0].index == i] for i in range(3)}
+    for i, cs in by_index.items():
+        assert cs[0].choices[0].delta.role == "assistant", i
+        assert sum(1 for c in cs if c.choices[0].finish_reason) == 1 and cs[-1].choices[0].finish_reason == "stop"
+        assert "".join(c.choices[0].delta.content or "" for c in cs)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3 * one.usage.completion_tokens
