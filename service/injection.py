@@ -32,6 +32,18 @@ def chain_of_thought(steps: Sequence[WrittenStep], delimiter: str, pending: str 
     return delimiter.join(parts)
 
 
+TURN_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def transcript(context: Sequence[dict[str, str]], question: str) -> str:
+    """The question with the conversation before it, every turn labelled (what a planner reads): the
+    question alone when there is no conversation."""
+    if not context:
+        return question
+    turns = [f"{TURN_LABELS.get(m['role'], m['role'].title())}: {m['content']}" for m in context]
+    return "\n\n".join([*turns, f"User: {question}"])
+
+
 def completion_prompt(question: str, cot: str) -> str:
     """Raw prompt of the `completions` mode (same layout as the plain chat template)."""
     return f"Question: {question.strip()}\n\nAnswer: {cot}"

@@ -17,7 +17,7 @@ from planner_server.protocol import PlanRequest, PlanStep
 from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
 from service.catalog import TERMINATION, UNGUIDED, Catalog
 from service.errors import InvalidRequest, PlannerUnavailable
-from service.injection import WrittenStep, chain_of_thought, injection_text
+from service.injection import WrittenStep, chain_of_thought, injection_text, transcript
 from service.planner_client import Planner
 from service.protocol import SolveResponse, StepTrace, Timings, Usage
 from service.reasoner import OpenAIReasoner, StepDone, StepRequest
@@ -48,6 +48,9 @@ class EpisodeConfig:
     # after the last planned step, a reasoner that has not ended its reasoning goes on unguided (nothing
     # injected, no delimiter) until it ends its message or uses up the reasoning budget, then answers
     unguided_tail: bool = False
+    # the conversation before the question, as chat messages ({"role", "content"}: system, user, assistant):
+    # the reasoner gets them as they are, ahead of the question's user turn; the planner reads them labelled
+    context: list[dict[str, str]] = field(default_factory=list)
 
     def reasoning_budget(self) -> int:
         """Reasoning tokens of an episode: what the prompt baselines get in their one step."""
@@ -121,6 +124,7 @@ class Orchestrator:
     async def run(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None) -> AsyncIterator[Event]:
         self.check(cfg)
         request_id = request_id or uuid.uuid4().hex
+        planner_question = transcript(cfg.context, question)
         t_start = time.perf_counter()
         written: list[WrittenStep] = []
         traces: list[StepTrace] = []
@@ -151,7 +155,7 @@ class Orchestrator:
                     t0 = time.perf_counter()
                     try:
                         plan = await self.planner.plan(PlanRequest(
-                            question=question, steps=[PlanStep(strategy=t.strategy, text=t.text) for t in traces],
+                            question=planner_question, steps=[PlanStep(strategy=t.strategy, text=t.text) for t in traces],
                             temperature=cfg.planner_temperature, forbid=cfg.forbid,
                             seed=None if cfg.seed is None else cfg.seed + index), request_id=request_id)
                     except PlannerUnavailable:
@@ -203,7 +207,8 @@ class Orchestrator:
                     if cap < 1:
                         break
                 async for chunk in write_step(self.reasoner, StepRequest(
-                        model=cfg.model, question=question, steps=written, pending=injected, max_tokens=cap,
+                        model=cfg.model, question=question, context=cfg.context, steps=written, pending=injected,
+                        max_tokens=cap,
                         stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id,
                         sampling=cfg.sampling), cfg.bounds(strategy_id)):
                     if isinstance(chunk, StepDone):

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from service.errors import UpstreamError, UpstreamTimeout
-from service.injection import WrittenStep, chain_of_thought, completion_prompt, turn_messages
+from service.injection import WrittenStep, chain_of_thought, completion_prompt, transcript, turn_messages
 from service.settings import ReasonerMode
 
 log = logging.getLogger("rsim.reasoner")
@@ -33,6 +33,7 @@ class StepRequest:
     resume: str = ""  # text this step already holds (a resumed step goes on from its end)
     min_tokens: int = 0  # vLLM's `min_tokens`: no stop string counts before that many tokens (0: not sent)
     sampling: dict[str, Any] = field(default_factory=dict)  # top_p, presence/frequency penalties from the client
+    context: Sequence[dict[str, str]] = ()  # the conversation before the question (chat messages)
 
 
 @dataclass
@@ -145,14 +146,15 @@ class OpenAIReasoner:
         if req.min_tokens:
             common["min_tokens"] = req.min_tokens
         common.update(req.sampling)
-        if self.mode == "completions":
+        if self.mode == "completions":  # a raw prompt: the conversation goes in as a labelled transcript
             cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume)
-            return "/completions", {**common, "prompt": completion_prompt(req.question, cot)}
+            return "/completions", {**common, "prompt": completion_prompt(transcript(list(req.context), req.question),
+                                                                          cot)}
         if self.mode == "turns":
-            return "/chat/completions", {**common, "messages": turn_messages(req.question, req.steps, req.pending,
-                                                                             req.resume)}
+            return "/chat/completions", {**common, "messages": [*req.context, *turn_messages(
+                req.question, req.steps, req.pending, req.resume)]}
         cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume)
-        messages = [{"role": "user", "content": req.question}]
+        messages = [*req.context, {"role": "user", "content": req.question}]
         if cot:
             messages.append({"role": "assistant", "content": cot})
         return "/chat/completions", {**common, "messages": messages, "continue_final_message": bool(cot),

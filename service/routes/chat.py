@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
+from service.injection import transcript
 from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
 from service.protocol import REASONING_EFFORT_STEPS, ChatCompletionRequest, SolveResponse, Usage
 from service.routes.passthrough import passthrough
@@ -29,26 +30,30 @@ log = logging.getLogger("rsim.chat")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant", "tool": "Tool",
-          "function": "Tool"}
+CONTEXT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-def question_of(req: ChatCompletionRequest) -> str:
-    """The question the loop solves: a single user turn (after any system prompt) as it is; a conversation
-    as its transcript, every turn labelled and kept, the last user turn last."""
-    turns = []
-    for m in req.messages:
-        if isinstance(m.content, list):
-            text = "".join(p.get("text", "") for p in m.content if isinstance(p, dict) and p.get("type") == "text")
-        else:
-            text = m.content or ""
-        if text:
-            turns.append((m.role, text))
-    if not any(role == "user" for role, _ in turns):
+def text_of(content: str | list[dict[str, Any]] | None) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
+def conversation_of(req: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
+    """The question the loop solves — the last user turn — and the conversation before it as the reasoner's
+    messages: system (and developer) prompts as system, earlier user and assistant turns as they were, a
+    tool result as a user turn that says so. The loop writes the assistant turn, so the last turn is the user's."""
+    turns = [(m.role, text_of(m.content)) for m in req.messages]
+    last = max((i for i, (role, text) in enumerate(turns) if role == "user" and text), default=None)
+    if last is None:
         raise InvalidRequest("messages contain no user turn with text to reason about", param="messages")
-    if all(role in ("system", "developer") for role, _ in turns[:-1]) and turns[-1][0] == "user":
-        return "\n\n".join(text for _, text in turns)
-    return "\n\n".join(f"{LABELS[role]}: {text}" for role, text in turns)
+    if any(text for _, text in turns[last + 1:]):
+        raise InvalidRequest("on rsim/ models the conversation must end with a user turn: the strategy loop writes "
+                             "the assistant's", param=f"messages.{last + 1}")
+    context = [{"role": CONTEXT_ROLES.get(role, "user"),
+                "content": text if role in CONTEXT_ROLES else f"Tool result: {text}"}
+               for role, text in turns[:last] if text]
+    return turns[last][1], context
 
 
 def reasoning(fields: tuple[str, ...], text: str) -> dict[str, str]:
@@ -211,7 +216,7 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
                 yield opening(event.step.index)
         elif isinstance(event, Finished):
             result = results[index] = event.result
-            state.finished(question, result, "chat_rsim")
+            state.finished(transcript(cfg.context, question), result, "chat_rsim")
             yield chunk(cid, model, created, {"content": result.answer}, index=index)
             extra = {"rsim": trace_of(result)} if return_trace else {}
             yield chunk(cid, model, created, {}, finish_of(result, budget), index=index, **extra)
@@ -269,7 +274,8 @@ async def chat_completions(request: Request, state: State) -> Response:
                   sampling={k: v for k, v in (("top_p", req.top_p), ("presence_penalty", req.presence_penalty),
                                               ("frequency_penalty", req.frequency_penalty)) if v is not None})
     state.orchestrator.check(cfg)
-    question = question_of(req)
+    question, context = conversation_of(req)
+    cfg = replace(cfg, context=context)
     return_trace = bool(opts and opts.return_trace)
     # `n` independent episodes, each with its own seed when the client set one (else each samples on its own)
     cfgs = [cfg if i == 0 or cfg.seed is None else replace(cfg, seed=cfg.seed + i) for i in range(req.n or 1)]
@@ -285,7 +291,7 @@ async def chat_completions(request: Request, state: State) -> Response:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         raise
     for result in results:
-        state.finished(question, result, "chat_rsim")
+        state.finished(transcript(cfg.context, question), result, "chat_rsim")
     return JSONResponse(chat_payload(list(results), req.model, int(time.time()), return_trace, state.reasoning_fields,
                                      req.budget, cid=f"chatcmpl-{rid}"))
 

@@ -99,14 +99,35 @@ def test_reasoning_effort_sets_the_step_budget(service):
     assert lengths["minimal"] == 1 and lengths["low"] <= 2 < lengths["high"]
 
 
-def test_the_conversation_is_kept(service, fault_reasoner):
+def test_the_conversation_is_kept_as_messages(service, fault_reasoner, tiny_planner):
+    """The system prompt goes to the reasoner as a system message and earlier turns as the turns they were
+    (they were merged into one labelled user turn, and before that thrown away); the planner reads the
+    same conversation labelled; a conversation must end with the user's turn."""
     client = openai.OpenAI(base_url=f"{service}/v1", api_key="x", max_retries=0)
     client.chat.completions.create(model="rsim/ok", extra_headers={"X-Request-Id": "conv-1"}, messages=[
         {"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "I have 3 apples."},
-        {"role": "assistant", "content": "Noted: 3 apples."}, {"role": "user", "content": "I buy 2 more. How many?"}])
-    question = calls(fault_reasoner, "conv-1")[0]["messages"][0]["content"]
-    assert question == ("System: Answer tersely.\n\nUser: I have 3 apples.\n\nAssistant: Noted: 3 apples.\n\n"
-                        "User: I buy 2 more. How many?")
+        {"role": "assistant", "content": "Noted: 3 apples."},
+        {"role": "tool", "content": "apples=3", "tool_call_id": "c1"},
+        {"role": "user", "content": [{"type": "text", "text": "I buy 2 more. How many?"}]}])
+    sent = calls(fault_reasoner, "conv-1")
+    assert sent[0]["messages"][:5] == [
+        {"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "I have 3 apples."},
+        {"role": "assistant", "content": "Noted: 3 apples."}, {"role": "user", "content": "Tool result: apples=3"},
+        {"role": "user", "content": "I buy 2 more. How many?"}]
+    assert all(b["messages"][:5] == sent[0]["messages"][:5] for b in sent)  # every step, the answer's too
+    assert [m["role"] for m in sent[-1]["messages"][5:]] == ["assistant"]  # then the chain of thought
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="rsim/ok", messages=[
+            {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Let me think"}])
+    assert e.value.body["param"] == "messages.1" and "end with a user turn" in e.value.body["message"]
+
+
+def test_the_planner_reads_the_conversation_labelled():
+    from service.injection import transcript
+
+    ctx = [{"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Hello."}]
+    assert transcript(ctx, "2 + 3?") == "System: Be brief.\n\nAssistant: Hello.\n\nUser: 2 + 3?"
+    assert transcript([], "2 + 3?") == "2 + 3?"
 
 
 def test_n_runs_independent_episodes(service, fault_reasoner):
