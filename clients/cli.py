@@ -267,6 +267,9 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
     p.add_argument("--unguided-tail", action="store_true",
                    help="planned methods: after the last planned step the reasoner finishes its reasoning unguided "
                         "in the reasoning budget left ((max-steps - 1) x max-tokens-per-step), then answers")
+    p.add_argument("--continue-cut", action="store_true",
+                   help="planned methods: a step its budget cut mid-paragraph is continued from its last word, "
+                        "unguided; the planner decides only at paragraph ends")
     p.add_argument("--min-step-tokens", type=int, default=24,
                    help="a reasoning step's vLLM min_tokens: the step delimiter counts only after that many tokens")
     p.add_argument("--concurrency", type=int, default=4)
@@ -279,6 +282,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                      prompting_url=e.prompting_url, prompting_model=e.prompting_model, max_steps=e.max_steps,
                      max_tokens_per_step=e.max_tokens_per_step, final_max_tokens=e.final_max_tokens,
                      first_step=e.first_step, min_step_tokens=e.min_step_tokens, unguided_tail=e.unguided_tail,
+                     continue_cut=e.continue_cut,
                      concurrency=e.concurrency, optillm_url=e.optillm_url)
     datasets = []
     for spec in e.dataset:

@@ -16,6 +16,7 @@ from service.catalog import Strategy
 class WrittenStep:
     injected: str
     text: str
+    glued: bool = False  # goes on from the previous step's last word (its budget cut it mid-paragraph): no delimiter
 
 
 def injection_text(strategy: Strategy, index: int) -> str:
@@ -24,12 +25,16 @@ def injection_text(strategy: Strategy, index: int) -> str:
     return strategy.instruction
 
 
-def chain_of_thought(steps: Sequence[WrittenStep], delimiter: str, pending: str | None = None) -> str:
-    """The chain of thought so far, optionally ending with the instruction of the step being written."""
-    parts = [s.injected + s.text for s in steps]
+def chain_of_thought(steps: Sequence[WrittenStep], delimiter: str, pending: str | None = None,
+                     glue_pending: bool = False) -> str:
+    """The chain of thought so far, optionally ending with the instruction of the step being written. Steps
+    are joined by the delimiter, except a glued one, which goes on from the previous step's last word."""
+    out = ""
+    for i, s in enumerate(steps):
+        out += ("" if i == 0 or s.glued else delimiter) + s.injected + s.text
     if pending is not None:
-        parts.append(pending)
-    return delimiter.join(parts)
+        out += ("" if not steps or glue_pending else delimiter) + pending
+    return out
 
 
 TURN_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}

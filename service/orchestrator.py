@@ -48,6 +48,10 @@ class EpisodeConfig:
     # after the last planned step, a reasoner that has not ended its reasoning goes on unguided (nothing
     # injected, no delimiter) until it ends its message or uses up the reasoning budget, then answers
     unguided_tail: bool = False
+    # a reasoning step its token budget cut mid-paragraph is continued from its last word by the next step,
+    # unguided (an instruction mid-sentence derails, a delimiter there splits a line); the planner decides
+    # only where the reasoner ended a paragraph
+    continue_cut: bool = False
     # the conversation before the question, as chat messages ({"role", "content"}: system, user, assistant):
     # the reasoner gets them as they are, ahead of the question's user turn; the planner reads them labelled
     context: list[dict[str, str]] = field(default_factory=list)
@@ -134,7 +138,7 @@ class Orchestrator:
         reasoned = False  # the last step ended the reasoning: the reasoner closed its message or repeated itself
         answer: str | None = None  # the reasoner's own boxed answer, when a reasoning step wrote one
 
-        index, tailed = -1, False
+        index, tailed, cut = -1, False, False
         while True:
             index += 1
             last = index >= cfg.max_steps - 1
@@ -144,10 +148,11 @@ class Orchestrator:
                 reasoned = True  # no room for another reasoning step in the client's budget: answer now
             tail = (last and cfg.unguided_tail and not (tailed or degraded or reasoned)
                     and cfg.reasoning_budget() - usage.reasoning_tokens >= max(1, cfg.min_step_tokens))
+            glued = cut and cfg.continue_cut and not (degraded or reasoned) and (tail or not last)
             if tail:
                 strategy_id, tailed = UNGUIDED, True
             elif not (degraded or last or reasoned):
-                if index == 0 and cfg.first_step == "reasoner":
+                if (index == 0 and cfg.first_step == "reasoner") or glued:
                     strategy_id = UNGUIDED
                 elif cfg.force is not None:
                     strategy_id = cfg.force
@@ -187,7 +192,7 @@ class Orchestrator:
                 max_tokens, stop = cfg.max_tokens_per_step, [cfg.delimiter]
 
             trace = StepTrace(index=index, strategy=strategy_id, probability=probability, probabilities=probabilities,
-                              forced=forced, injected=injected, text="", planner_ms=planner_ms)
+                              forced=forced, injected=injected, text="", planner_ms=planner_ms, continued=glued)
             yield StrategyChosen(trace)
 
             t0 = time.perf_counter()
@@ -210,6 +215,7 @@ class Orchestrator:
                         model=cfg.model, question=question, context=cfg.context, steps=written, pending=injected,
                         max_tokens=cap,
                         stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id,
+                        glued=glued,
                         sampling=cfg.sampling), cfg.bounds(strategy_id)):
                     if isinstance(chunk, StepDone):
                         trace.finish_reason = chunk.finish_reason
@@ -238,7 +244,8 @@ class Orchestrator:
                 elif restates(trace.text, (t.text for t in traces)):
                     trace.ends_reasoning = "repeat"
                 reasoned = trace.ends_reasoning is not None
-            written.append(WrittenStep(injected=injected, text=trace.text))
+            written.append(WrittenStep(injected=injected, text=trace.text, glued=glued))
+            cut = reasoning and trace.finish_reason == "length"
             traces.append(trace)
             yield StepEnded(trace)
 

@@ -54,6 +54,9 @@ class StepTrace(BaseModel):
         None, description="why the reasoning ended with this step: it holds the reasoner's own boxed answer "
                           "(answer: the episode ends here), the reasoner ended its message (eos) or copied an "
                           "earlier step (repeat); the last two go to the answer step")
+    continued: bool = Field(False, description="the step goes on from the previous one's last word: its token "
+                                               "budget cut that one mid-paragraph, so nothing was injected and no "
+                                               "delimiter put between them")
     rewritten: bool = Field(False, description="under its instruction the reasoner began to restate an earlier "
                                                 "step; that text was dropped and the step written without it")
     planner_ms: float = 0.0

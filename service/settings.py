@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     min_step_chars: int = Field(16, ge=0, le=8192, description="a reasoning step shorter than this (non-space "
                                 "characters) is resumed past its delimiter")
     planner_temperature: float = Field(0.0, ge=0.0, le=10.0)
+    continue_cut: bool = Field(False, description="a reasoning step cut by its token budget mid-paragraph is continued "
+                               "from its last word, unguided (the planner decides at paragraph ends only)")
     unguided_tail: bool = Field(False, description="after the last planned step a reasoner still reasoning goes on "
                                 "unguided until it ends or the reasoning budget ((max_steps-1) x max_tokens_per_step) "
                                 "is spent")

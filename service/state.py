@@ -104,7 +104,8 @@ class ServiceState:
                              else reasoner_temperature,
                              force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter,
                              min_step_tokens=s.min_step_tokens, min_step_chars=s.min_step_chars,
-                             first_step=first_step or s.first_step, unguided_tail=s.unguided_tail)
+                             first_step=first_step or s.first_step, unguided_tail=s.unguided_tail,
+                             continue_cut=s.continue_cut)
 
 
 async def get_state(request: Request) -> ServiceState:

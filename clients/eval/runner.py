@@ -56,6 +56,7 @@ class EvalConfig:
     first_step: str = "planner"  # planned methods: "reasoner" = the reasoner's own first step, nothing injected
     min_step_tokens: int = 24
     unguided_tail: bool = False
+    continue_cut: bool = False
     concurrency: int = 4
     reasoner_temperature: float = 0.0
     optillm_url: str | None = None  # an OptiLLM proxy in front of the same reasoner (`optillm:<approach>`)
@@ -94,6 +95,7 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
             # the whole trace, so a failure can be read rather than guessed
             "trace": [{"strategy": s.strategy, "injected": s.injected, "text": s.text, "tokens": s.tokens,
                        "finish_reason": s.finish_reason, "ends_reasoning": s.ends_reasoning, "rewritten": s.rewritten,
+                       "continued": s.continued,
                        "probability": s.probability} for s in result.steps]}
 
 
@@ -128,7 +130,7 @@ class Runner:
                              final_max_tokens=c.final_max_tokens, reasoner_temperature=c.reasoner_temperature,
                              force=force, answer_format="code" if task in ("code", "runs") else "boxed",
                              first_step=c.first_step, min_step_tokens=c.min_step_tokens,
-                             unguided_tail=c.unguided_tail)
+                             unguided_tail=c.unguided_tail, continue_cut=c.continue_cut)
 
     async def orchestrator(self, method: str) -> Orchestrator:
         """The loop for a planned method, built once per run: concurrent items wait for the first build

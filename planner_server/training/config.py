@@ -79,6 +79,8 @@ class TrainConfig(BaseModel):
                                "plain question (nothing injected; not a decision, so not trained)")
     unguided_tail: bool = Field(False, description="after the last planned step the reasoner finishes its reasoning "
                                                    "unguided in the reasoning budget left (as served)")
+    continue_cut: bool = Field(False, description="a step cut by its budget mid-paragraph is continued unguided "
+                                                  "(as served)")
     concurrency: int = Field(8, ge=1, description="rollouts in flight at once")
 
     save_every: int = Field(10, ge=1)

@@ -81,7 +81,7 @@ class LocalReasoner:
         elif req.resume:  # the step goes on: its text and the stop it ended on are already in the ids
             if ep.ended_on_eos:  # ... unless it ended on EOS: the loop's delimiter is then context
                 ep.add_context(self.encode(req.resume[-len(delimiter):]))
-        elif ep.open_delimiter:
+        elif ep.open_delimiter and not req.glued:
             ep.add_context(self.encode(delimiter))
         if req.pending and not req.resume:
             ep.add_context(self.encode(req.pending))

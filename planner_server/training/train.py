@@ -252,7 +252,7 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
                             max_tokens_per_step=cfg.max_tokens_per_step, final_max_tokens=cfg.final_max_tokens,
                             reasoner_temperature=cfg.reasoner.temperature, delimiter=cfg.step_delimiter,
                             min_step_tokens=cfg.min_step_tokens, first_step=cfg.first_step,
-                            unguided_tail=cfg.unguided_tail)
+                            unguided_tail=cfg.unguided_tail, continue_cut=cfg.continue_cut)
     session = make_session(connect_timeout_s=10, read_timeout_s=300, request_timeout_s=900,
                            max_connections=cfg.concurrency * 2)
     reasoner = reasoner or OpenAIReasoner(session, cfg.reasoner.url or "", mode=cfg.reasoner.mode)

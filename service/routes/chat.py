@@ -201,7 +201,7 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
 
     def opening(step: int) -> bytes:
         opened.add(step)
-        prefix = cfg.delimiter if step > 0 else ""
+        prefix = cfg.delimiter if step > 0 and not steps[step].continued else ""
         return chunk(cid, model, created, reasoning(fields, prefix + steps[step].injected), index=index)
 
     async for event in state.orchestrator.run(question, cfg, request_id=rid):

@@ -240,3 +240,35 @@ async def test_after_the_planned_steps_the_reasoner_finishes_unguided_in_the_bud
     reasoner = Scripted([(STEP1, "stop", False), (STEP2, "stop", False), ("76}", "stop", True)])
     result = await Orchestrator(Seeing("continuation"), reasoner, load_catalog()).solve("Goran...", tight)
     assert [s.strategy for s in result.steps] == ["unguided", "continuation", "termination"]
+
+
+async def test_a_step_cut_by_its_budget_is_continued_from_its_last_word():
+    """Seen with every step of the first `first_step="reasoner"` run: a step that ran out of tokens at
+    "4." got the delimiter and the next step after it, and the reasoner, starting a new paragraph, skipped
+    the operation it was about to write (29 became 32). `continue_cut`: the next step goes on from the last
+    word — no delimiter, nothing injected, no planner call — and the planner decides at the paragraph's end."""
+    from service.injection import chain_of_thought
+    from service.reasoner import OpenAIReasoner
+
+    half, rest = " 3. She gives away 3 pencils: 4 - 3 =", " 1 pencil left."
+    reasoner = Scripted([(STEP1, "stop", False), (half, "length", False), (rest, "stop", False),
+                         (" 4. She gets 28 more: 1 + 28 = 29.", "stop", False), ("29}", "stop", True)])
+    planner = Seeing("continuation")
+    cfg = EpisodeConfig(model="m", max_steps=5, first_step="reasoner", continue_cut=True, min_step_tokens=0,
+                        min_step_chars=0)
+    result = await Orchestrator(planner, reasoner, load_catalog()).solve("Ana has 75 pencils...", cfg)
+    assert [s.strategy for s in result.steps] == ["unguided", "continuation", "unguided", "continuation",
+                                                  "termination"]
+    assert [s.continued for s in result.steps] == [False, False, True, False, False]
+    glued = reasoner.calls[2]
+    assert glued.pending == "" and glued.glued and planner.calls == 2
+    path, body = OpenAIReasoner(None, "http://x/v1").step_body(glued)
+    assert body["messages"][-1]["content"].endswith(half)  # goes on from "4 - 3 =", no "\n\n" after it
+    assert half + rest in result.text and result.answer == "29"
+    assert chain_of_thought(reasoner.calls[3].steps, "\n\n").count(half + rest) == 1
+
+    # off (the default): the delimiter and the planner's next decision follow the cut, as before
+    reasoner = Scripted([(STEP1, "stop", False), (half, "length", False), (rest, "stop", False), ("29}", "stop", True)])
+    result = await Orchestrator(Seeing("continuation"), reasoner, load_catalog()).solve(
+        "Ana has 75 pencils...", replace(cfg, continue_cut=False, max_steps=4))
+    assert [s.continued for s in result.steps] == [False] * 4 and half + "\n\n" in result.text
