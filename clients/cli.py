@@ -237,6 +237,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
 
     from clients.eval.datasets import load_dataset
     from clients.eval.runner import EvalConfig, PlannerSpec, Runner
+    from service.catalog import load_catalog
 
     p = argparse.ArgumentParser(prog="rsim eval", description="run datasets × methods against a reasoner; "
                                 "then `rsim eval report RUN_DIR`, or `rsim eval suite FILE`")
@@ -272,6 +273,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                         "unguided; the planner decides only at paragraph ends")
     p.add_argument("--min-step-tokens", type=int, default=24,
                    help="a reasoning step's vLLM min_tokens: the step delimiter counts only after that many tokens")
+    p.add_argument("--catalog", type=Path, help="strategy catalog JSON for the planned methods (default: the paper's)")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--out", type=Path, default=Path("runs/eval/latest"))
     e = p.parse_args(extra)
@@ -290,7 +292,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
         datasets.append((name, load_dataset(name, path or None, limit=e.limit)))
 
     async def go() -> None:
-        async with Runner(cfg) as runner:
+        async with Runner(cfg, catalog=load_catalog(e.catalog) if e.catalog else None) as runner:
             for name, problems in datasets:
                 for method in e.methods.split(","):
                     await runner.run(name, problems, method)

@@ -21,7 +21,8 @@ class Strategy(BaseModel):
     label: str = Field(min_length=1, max_length=8, description="single-token label the planner scores")
     name: str = Field(min_length=1, max_length=64)
     description: str = Field(min_length=1, description="shown to a prompted planner")
-    instruction: str = Field(min_length=1, description="injected into the chain of thought")
+    instruction: str = Field(description="injected into the chain of thought; empty: nothing is injected and the "
+                                         "reasoner goes on unprompted (a planner's way to leave it alone)")
 
 
 class Catalog(BaseModel):
@@ -42,6 +43,8 @@ class Catalog(BaseModel):
             raise ValueError(f"'{UNGUIDED}' is reserved for the reasoner's own steps (no strategy injected)")
         if TERMINATION not in ids:
             raise ValueError(f"the catalog must contain a '{TERMINATION}' strategy")
+        if not next(s for s in self.strategies if s.id == TERMINATION).instruction.strip():
+            raise ValueError(f"the '{TERMINATION}' strategy needs an instruction: it opens the answer")
         return self
 
     @cached_property

@@ -41,3 +41,23 @@ def test_lookup():
     assert c.get("verification").name == "Verification"
     with pytest.raises(KeyError, match="unknown strategy 'nope'"):
         c.index("nope")
+
+
+def test_an_empty_instruction_injects_nothing_but_termination_needs_one():
+    """configs/catalog-quiet-continuation.json: continuation injects nothing (the reasoner goes on by
+    itself); termination opens the answer, so it must say something."""
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    from service.catalog import Catalog, load_catalog
+
+    quiet = load_catalog(Path(__file__).parents[2] / "configs" / "catalog-quiet-continuation.json")
+    paper = load_catalog()
+    assert quiet.get("continuation").instruction == "" and quiet.version != paper.version
+    assert [s.id for s in quiet.strategies] == [s.id for s in paper.strategies]
+    bad = json.loads(paper.model_dump_json())
+    bad["strategies"][-1]["instruction"] = " "
+    with pytest.raises(ValueError, match="termination"):
+        Catalog.model_validate(bad)
