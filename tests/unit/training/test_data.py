@@ -143,3 +143,17 @@ def test_math_equal_off_the_main_thread():
     worker.join()
     assert [seen[p] for p in WRONG_MATH] == [False] * len(WRONG_MATH)
     assert [seen[p] for p in RIGHT_MATH] == [True] * len(RIGHT_MATH)
+
+
+def test_shipped_training_configs_parse():
+    """The configs in configs/ load as TrainConfig (a key the model does not know fails here, not an hour in)."""
+    from pathlib import Path
+
+    from planner_server.training.config import load_config
+
+    root = Path(__file__).parents[3] / "configs"
+    for path in sorted(root.glob("train-*.yaml")):
+        cfg = load_config(path)
+        assert cfg.max_steps >= 1, path
+    instruct = load_config(root / "train-gemma-instruct.yaml")
+    assert (instruct.first_step, instruct.unguided_tail, instruct.continue_cut) == ("reasoner", True, True)
