@@ -11,6 +11,7 @@ from planner_server.backends import PlanItem
 from planner_server.decision import decide
 from planner_server.protocol import PlanBatchRequest, PlanBatchResponse, PlanRequest, PlanResponse
 from planner_server.state import PlannerState, State
+from service.catalog import UNGUIDED
 from service.errors import InvalidRequest
 
 router = APIRouter()
@@ -18,12 +19,12 @@ router = APIRouter()
 
 def check_ids(state: PlannerState, req: PlanRequest, prefix: str = "") -> list[int]:
     """Validate strategy ids against the served catalog; return the forbidden indices."""
-    known = set(state.catalog.ids)
+    known = {*state.catalog.ids, UNGUIDED}  # an unguided step (the reasoner's own) is part of the reasoning too
     for i, step in enumerate(req.steps):
         if step.strategy not in known:
             raise InvalidRequest(f"unknown strategy '{step.strategy}'", param=f"{prefix}steps.{i}.strategy")
     for i, sid in enumerate(req.forbid):
-        if sid not in known:
+        if sid not in state.catalog.ids:
             raise InvalidRequest(f"unknown strategy '{sid}'", param=f"{prefix}forbid.{i}")
     forbidden = sorted({state.catalog.index(s) for s in req.forbid})
     if len(forbidden) == len(state.catalog):

@@ -47,6 +47,9 @@ async def test_plan_returns_a_full_distribution(tiny_model, hf_backend):
         assert body["planner_version"] == f"untrained:{tiny_model.name}"
         assert body["catalog_version"] == load_catalog().version
 
+        unguided = await client.post("/v1/plan", json={"question": "What is 2+2?",  # the reasoner's own first step
+                                                       "steps": [{"strategy": "unguided", "text": "2+2 = 4"}]})
+        assert unguided.status_code == 200 and unguided.json()["strategy"] in load_catalog().ids
         forbid = await client.post("/v1/plan", json={"question": "q", "forbid": [body["strategy"]]})
         assert forbid.json()["probabilities"][body["strategy"]] == 0.0
 
@@ -71,6 +74,7 @@ async def test_batched_decisions_equal_single_ones(hf_backend):
     ({"question": ""}, "question"),
     ({"question": "q", "steps": [{"strategy": "nope", "text": ""}]}, "steps.0.strategy"),
     ({"question": "q", "forbid": ["nope"]}, "forbid.0"),
+    ({"question": "q", "forbid": ["unguided"]}, "forbid.0"),  # not a strategy the planner can choose
     ({"question": "q", "forbid": load_catalog().ids}, "forbid"),
     ({"question": "q", "temperature": -1}, "temperature"),
     ({"question": "q", "surprise": 1}, "surprise"),

@@ -187,3 +187,16 @@ def test_traces_are_recorded_and_labelled(tiny_service, work_dir):
     assert row["catalog_version"] == r.catalog_version and row["answer"] == r.answer
     chosen = [s for s in row["steps"] if not s["forced"]]
     assert all(abs(sum(s["probabilities"].values()) - 1) < 1e-6 for s in chosen)
+
+
+def test_the_reasoners_own_first_step_through_the_real_planner(tiny_service):
+    """`first_step: "reasoner"` end to end: the planner server is shown the unguided step (it refused an
+    unknown strategy id with a 400 before) and decides from the second step on."""
+    r = httpx.post(f"{tiny_service.url}/solve", json={"question": "What is 6 * 7?", "max_steps": 3,
+                                                      "first_step": "reasoner"}, timeout=120)
+    assert r.status_code == 200, r.text
+    steps = r.json()["steps"]
+    assert steps[0]["strategy"] == "unguided" and steps[0]["injected"] == "" and steps[0]["probability"] is None
+    assert r.json()["usage"]["planner_calls"] == sum(1 for s in steps if not s["forced"])
+    bad = httpx.post(f"{tiny_service.url}/solve", json={"question": "q", "first_step": "nobody"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "first_step"
