@@ -101,7 +101,8 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
 def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups: list[Group], lam: float,
                  cfg: TrainConfig, dist: Dist = Dist()) -> dict[str, float]:
     """One step of the joint objective: λ·planner + (1 − λ)·reasoner, token-averaged over the batch;
-    planner and reasoner advantages are normalised within each group from their own rewards."""
+    planner and reasoner advantages are normalised within each group from their own rewards. The stage's
+    emphasis survives the optimiser: the planner's learning rate is `lr`·λ, the reasoner's `lr`·(1 − λ)."""
     usable = [g for g in groups if len(g.rollouts) >= 2]
     p_adv, _ = group_advantages([[r.planner.total for r in g.rollouts] for g in usable])
     r_adv, _ = group_advantages([[r.reasoner.total for r in g.rollouts] for g in usable])
@@ -126,6 +127,9 @@ def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups:
     params = [p for group in optimizer.param_groups for p in group["params"]]
     dist.average_gradients(params)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+    # Adam divides each parameter's step by its own gradient scale, so λ in the loss alone cancels out:
+    # each agent's learning rate carries its weight too (group 0: planner, group 1: reasoner)
+    optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = cfg.lr * lam, cfg.lr * (1 - lam)
     optimizer.step()
     return {"loss": sum(losses), "clip_fraction": fmean(s["clip_fraction"] for s in stats) if stats else 0.0,
             "kl": 0.0, "ratio_mean": fmean(s["ratio_mean"] for s in stats) if stats else 1.0,
