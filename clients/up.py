@@ -88,8 +88,12 @@ def wait_ready(children: list[Child], timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-# the service's episode defaults in front of the embedded CPU reasoner (~5 tokens/s for one stream on 2 cores)
-EMBEDDED_EPISODE = {"RSIM_MAX_STEPS": "6", "RSIM_MAX_TOKENS_PER_STEP": "128", "RSIM_FINAL_MAX_TOKENS": "64"}
+# the service's episode defaults in front of the embedded CPU reasoner (~5 tokens/s for one stream on 2 cores),
+# and the loop that matched a plain chat request on it (docs/eval-instruct.md, s10): the reasoner writes the
+# first step from the plain question, a step cut by its budget is continued unguided, and the reasoner
+# finishes unguided after the last planned step
+EMBEDDED_EPISODE = {"RSIM_MAX_STEPS": "6", "RSIM_MAX_TOKENS_PER_STEP": "128", "RSIM_FINAL_MAX_TOKENS": "64",
+                    "RSIM_FIRST_STEP": "reasoner", "RSIM_CONTINUE_CUT": "true", "RSIM_UNGUIDED_TAIL": "true"}
 
 
 def prepare(name: str, cache_dir: Path) -> Path:
