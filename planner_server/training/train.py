@@ -137,6 +137,15 @@ def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups:
             "reasoner_tokens": float(sum(sum(ep.mask) for *_, ep in items))}
 
 
+def rollout_record(step: int, r) -> dict[str, Any]:
+    """One training episode as it ran: what the planner chose, what the reasoner wrote, how it scored."""
+    return {"step": step, "question": r.problem.question, "truth": r.problem.answer, "answer": r.result.answer,
+            "correct": r.correct, "planner_reward": r.planner.total, "finish_reason": r.result.finish_reason,
+            "steps": [{"strategy": s.strategy, "forced": s.forced, "injected": s.injected, "text": s.text,
+                       "tokens": s.tokens, "ends_reasoning": s.ends_reasoning, "continued": s.continued}
+                      for s in r.result.steps]}
+
+
 def step_metrics(step: int, groups: list[Group], zero_var: int, update: dict[str, float],
                  seconds: dict[str, float]) -> dict[str, Any]:
     rollouts = [r for g in groups for r in g.rollouts]
@@ -189,10 +198,11 @@ def setup(cfg: TrainConfig, device: str | None = None):
         start_step, data_position = state["step"], state["data_position"]
         log.info("resumed from %s (step %d)", resume, start_step)
         metrics_path = cfg.run_dir / "metrics.jsonl"
-        if metrics_path.is_file():  # drop rows of steps lost with the kill: they are about to be redone
-            kept = [line for line in metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= start_step]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
+        for path in (metrics_path, cfg.run_dir / "rollouts.jsonl"):
+            if path.is_file():  # drop rows of steps lost with the kill: they are about to be redone
+                kept = [line for line in path.read_text().splitlines()
+                        if line.strip() and json.loads(line)["step"] <= start_step]
+                path.write_text("".join(line + "\n" for line in kept))
     return model, tokenizer, optimizer, local, resume, start_step, data_position
 
 
@@ -264,6 +274,7 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     policy.batcher.start()
     last = resume
     metrics_file = (run / "metrics.jsonl").open("a") if dist.main else None
+    rollouts_file = (run / "rollouts.jsonl").open("a") if dist.main else None  # every episode, to read
     try:
         if not episode.model:
             episode.model = (await reasoner.list_models())[0]["id"]
@@ -297,6 +308,9 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
             if metrics_file is not None:  # rank 0 logs its own share of the batch
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
+                rollouts_file.write("".join(json.dumps(rollout_record(step + 1, r)) + "\n"
+                                            for g in groups for r in g.rollouts))
+                rollouts_file.flush()
                 tqdm.write(f"step {step + 1}: acc {row['accuracy']:.2f} reward "
                            f"{row['reward/planner_total_mean']:+.2f} loss {row['loss']:+.4f} ({t2 - t0:.0f} s)")
             if dist.main and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps):
@@ -311,6 +325,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     finally:
         if metrics_file is not None:
             metrics_file.close()
+        if rollouts_file is not None:
+            rollouts_file.close()
         await policy.batcher.stop()
         await session.close()
         dist.close()

@@ -50,6 +50,11 @@ async def test_grpo_learns_to_verify_then_terminate(tiny_model, tmp_path):
     print(f"mean planner reward: first 5 steps {first:+.3f}, last 5 steps {last:+.3f}")
     assert last - first >= MARGIN
     assert rows[-1]["accuracy"] > rows[0]["accuracy"]
+    episodes = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    assert len(episodes) == STEPS * 4 * 8  # every episode of every step, to read (issue 11: traces, not totals)
+    late = [e for e in episodes if e["step"] == STEPS]
+    assert {e["correct"] for e in late} <= {True, False} and all(e["steps"][-1]["strategy"] for e in late)
+    assert all(e["correct"] == (e["answer"] == "42") for e in episodes)
 
 
 async def test_kl_term_is_measured_for_full_fine_tuning(tiny_model, tmp_path):
