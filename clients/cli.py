@@ -189,7 +189,24 @@ def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
 def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
     from clients.eval.report import build_report
 
-    what = extra.pop(0) if extra and extra[0] in ("report", "suite", "score") else None
+    what = extra.pop(0) if extra and extra[0] in ("report", "suite", "score", "rescore") else None
+    if what == "rescore":
+        from clients.eval.score import rescore_run
+
+        if len(extra) != 1 or not Path(extra[0]).is_dir():
+            err.print("usage: rsim eval rescore RUN_DIR   (re-scores its records with today's scorers, in place)")
+            return 2
+        try:
+            changes = rescore_run(Path(extra[0]))
+        except FileNotFoundError as e:
+            err.print(f"[red]error:[/] {e}")
+            return 2
+        for name, c in changes.items():
+            out.print(f"{name}: {c['records']} records, {c['changed']} verdicts changed, {c['right']} right, "
+                      f"{c['errors']} undecided")
+        for kind, path in build_report(extra[0]).items():
+            out.print(f"{kind}: {path}")
+        return 0
     if what == "score":
         import json
         import sys
@@ -359,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_train, takes_extra=True)
 
     ev = sub.add_parser("eval", help="evaluate methods on datasets (`rsim eval --dataset … --methods …`, "
-                                     "`rsim eval report RUN_DIR`, `rsim eval suite FILE`, `rsim eval score FILE.jsonl`)",
+                                     "`rsim eval report RUN_DIR`, `rsim eval suite FILE`, `rsim eval score FILE.jsonl`, "
+                                     "`rsim eval rescore RUN_DIR`)",
                         add_help=False)
     ev.set_defaults(fn=cmd_eval, takes_extra=True)
 

@@ -60,7 +60,9 @@ def from_theoremqa(row, where):
     a = row.get("Answer", row.get("answer"))
     if q is None or a is None:
         raise DataError(f"{where}: the TheoremQA layout has fields Question and Answer (and Answer_type)")
-    return Problem(str(q), str(a), "math", source="theoremqa", id=row.get("id"))
+    kind = row.get("Answer_type", row.get("answer_type"))
+    return Problem(str(q), str(a), "theoremqa", source="theoremqa", id=row.get("id"),
+                   answer_type=str(kind) if kind is not None else None)
 
 
 def from_humaneval(row, where):

@@ -81,7 +81,10 @@ def finished_ids(path: Path) -> set[str]:
 def make_record(problem: Problem, dataset: str, method: str, result: SolveResponse | None, latency_ms: float,
                 error: str | None = None) -> dict[str, Any]:
     base = {"id": problem.id, "dataset": dataset, "method": method, "question": problem.question,
-            "truth": problem.answer, "latency_ms": latency_ms, "error": error}
+            "truth": problem.answer, "task": problem.task, "latency_ms": latency_ms, "error": error,
+            # what a scorer needs besides the answer, so `rsim eval rescore` can score the record again
+            **({"answer_type": problem.answer_type} if problem.answer_type else {}),
+            **({"tests": problem.tests, "entry_point": problem.entry_point} if problem.tests else {})}
     if result is None:
         return {**base, "answer": None, "correct": False, "strategies": [], "n_strategies": 0, "tokens": 0,
                 "planner_calls": 0, "trace": []}

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from service.answer import last_boxed
 
-Task = Literal["math", "numeric", "code", "choice", "synthetic", "runs"]
+Task = Literal["math", "numeric", "code", "choice", "synthetic", "runs", "theoremqa"]
 # math: math-verify · numeric: numbers within a relative tolerance (GSM8K) · choice: option letter ·
 # code: unit tests in the sandbox · runs: the code block runs cleanly in the sandbox (no tests published) ·
 # synthetic: the exact integer
@@ -29,6 +29,7 @@ class Problem:
     entry_point: str | None = None
     source: str = "file"
     id: str | None = None
+    answer_type: str | None = None  # TheoremQA's Answer_type: integer, float, bool, option, list of integer/float
 
 
 class DataError(ValueError):

@@ -71,7 +71,7 @@ _CLOSES_BLOCK = re.compile(r"\s*\S.*?\n\s*```", re.S)  # code, then the closing 
 
 def answer_in_format(text: str, task: str) -> bool:
     """A complete answer in the task's form, written out in `text` (\\boxed{…}, a code block, a boxed letter)."""
-    if task in ("math", "synthetic", "numeric"):
+    if task in ("math", "synthetic", "numeric", "theoremqa"):
         return last_boxed_closed(text) is not None
     if task == "code":
         return last_code_block(text) is not None

@@ -72,6 +72,70 @@ def math_equal(answer: str, truth: str) -> bool:
                            f"{e.__class__.__name__}: {str(e)[:200]}") from e
 
 
+THEOREMQA_REL_TOL = 0.04  # the reference scorer's: a number within 4% of the truth counts
+
+
+def _tqa_number(text: str) -> float | None:
+    """A number as TheoremQA's answers write them: plain, a fraction, scientific notation, a percentage
+    stripped, `\\frac{a}{b}`; None if the text is not one number."""
+    t = text.strip().strip("$").strip().rstrip(".").replace(",", "").replace("\\%", "").rstrip("%").strip()
+    t = re.sub(r"\\d?frac\{([^{}]+)\}\{([^{}]+)\}", r"(\1)/(\2)", t)
+    t = re.sub(r"\s*(?:\\times|\*|x)\s*10\^\{?(-?\d+)\}?", r"e\1", t)
+    m = re.fullmatch(r"\(?(-?\d+(?:\.\d+)?(?:e-?\d+)?)\)?(?:\s*/\s*\(?(-?\d+(?:\.\d+)?)\)?)?", t)
+    if not m:
+        return None
+    value = float(m.group(1))
+    if m.group(2) is not None:
+        if float(m.group(2)) == 0:
+            return None
+        value /= float(m.group(2))
+    return value
+
+
+def _within(pred: float, truth: float) -> bool:
+    return abs(pred - truth) <= abs(truth) * THEOREMQA_REL_TOL if truth != 0 else pred == 0
+
+
+def _tqa_list(text: str) -> list[float] | None:
+    inner = text.strip().strip("$").strip()
+    if not (inner[:1] in "[(" and inner[-1:] in "])"):
+        return None
+    parts = [p for p in inner[1:-1].split(",") if p.strip()]
+    values = [_tqa_number(p) for p in parts]
+    return None if not values or any(v is None for v in values) else values  # type: ignore[return-value]
+
+
+_TRUE, _FALSE = {"true", "yes", "correct"}, {"false", "no", "incorrect"}
+
+
+def theoremqa_equal(answer: str, truth: str, answer_type: str | None) -> bool:
+    """TheoremQA by its `Answer_type`, as its reference scorer compares: numbers (integer, float) within 4%
+    of the truth, lists element by element, bool as true/false (yes/no), an option as its letter with or
+    without parentheses. Without an answer type: math-verify (`math_equal`)."""
+    kind = (answer_type or "").strip().lower()
+    a = answer.strip().strip("$").strip().rstrip(".")
+    if kind == "bool":
+        word = a.lower().removeprefix("\\text{").rstrip("}")
+        truth_word = truth.strip().lower()
+        return (word in _TRUE and truth_word in _TRUE) or (word in _FALSE and truth_word in _FALSE)
+    if kind == "option":
+        letter = re.fullmatch(r"\(?([a-jA-J])\)?", a.removeprefix("\\text{").rstrip("}").strip())
+        want = re.fullmatch(r"\(?([a-jA-J])\)?", truth.strip())
+        return bool(letter and want) and letter.group(1).lower() == want.group(1).lower()
+    if kind in ("integer", "float"):
+        pred, gold = _tqa_number(a), _tqa_number(truth)
+        if gold is None:
+            raise ScoringError(f"TheoremQA truth {truth!r} is not a number ({kind})")
+        return pred is not None and _within(pred, gold)
+    if kind.startswith("list"):
+        pred_list, gold_list = _tqa_list(a), _tqa_list(truth)
+        if gold_list is None:
+            raise ScoringError(f"TheoremQA truth {truth!r} is not a list of numbers ({kind})")
+        return pred_list is not None and len(pred_list) == len(gold_list) and all(
+            _within(p, g) for p, g in zip(pred_list, gold_list, strict=True))
+    return math_equal(answer, truth)
+
+
 _LETTER = re.compile(r"(?<![A-Za-z])\(?([A-J])\)?(?![A-Za-z])")
 
 
@@ -165,6 +229,8 @@ def is_correct(answer: str, problem: Problem) -> bool:
         return choice_equal(answer, problem.answer)
     if problem.task == "numeric":
         return numeric_equal(answer, problem.answer, rel_tol=1e-4)
+    if problem.task == "theoremqa":
+        return theoremqa_equal(answer, problem.answer, problem.answer_type)
     if problem.task == "runs":
         return bool(answer.strip()) and run_code_tests(answer, "")
     if problem.task == "code":
