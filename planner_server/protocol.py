@@ -36,14 +36,15 @@ class PlanResponse(BaseModel):
     planner_version: str
     catalog_version: str
     latency_ms: float
+    tokens: int | None = Field(None, description="tokens the planner model read and wrote for this decision")
 
     @classmethod
     def of(cls, decision: Decision, ids: list[str], *, planner_version: str, catalog_version: str,
-           latency_ms: float) -> PlanResponse:
+           latency_ms: float, tokens: int | None = None) -> PlanResponse:
         """The wire answer of a decision over the catalog `ids` (in catalog order)."""
         return cls(strategy=ids[decision.index], probabilities=dict(zip(ids, decision.probabilities, strict=True)),
                    entropy=decision.entropy, planner_version=planner_version, catalog_version=catalog_version,
-                   latency_ms=latency_ms)
+                   latency_ms=latency_ms, tokens=tokens)
 
 
 class PlanBatchRequest(BaseModel):

@@ -171,6 +171,7 @@ class Orchestrator:
                         strategy_id, probabilities, forced = plan.strategy, plan.probabilities, False
                         probability, planner_version = plan.probabilities[plan.strategy], plan.planner_version
                         usage.planner_calls += 1
+                        usage.planner_tokens += plan.tokens or 0
                     planner_ms = (time.perf_counter() - t0) * 1000
                     timings.planner_ms += planner_ms
 

@@ -17,6 +17,7 @@ class Usage(BaseModel):
     cached_tokens: int | None = Field(None, description="prompt tokens served from the reasoner's prefix cache, "
                                                         "when it reports them")
     planner_calls: int = 0
+    planner_tokens: int = Field(0, description="tokens the planner model read and wrote, when it reports them")
     reasoner_calls: int = 0
 
     def add(self, done: Any, *, reasoning: bool) -> None:
@@ -36,7 +37,8 @@ class Usage(BaseModel):
                                "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens}}
         if self.cached_tokens is not None:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
-        out["rsim"] = {"planner_calls": self.planner_calls, "reasoner_calls": self.reasoner_calls}
+        out["rsim"] = {"planner_calls": self.planner_calls, "planner_tokens": self.planner_tokens,
+                       "reasoner_calls": self.reasoner_calls}
         return out
 
 

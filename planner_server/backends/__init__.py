@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from planner_server.protocol import PlanStep
@@ -15,6 +15,7 @@ from service.catalog import Catalog
 class PlanItem:
     question: str
     steps: Sequence[PlanStep]
+    tokens: dict[str, int] = field(default_factory=dict, compare=False)  # the backend's count: prompt, completion
 
 
 class PlannerBackend(Protocol):

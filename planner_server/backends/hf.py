@@ -89,6 +89,8 @@ class HFBackend:
 
     async def label_logits(self, items: list[PlanItem]) -> list[list[float]]:
         batch = [self.encode(item) for item in items]
+        for item, ids in zip(items, batch, strict=True):
+            item.tokens["prompt"] = len(ids)  # one forward pass: no token is generated
         return await asyncio.to_thread(self.forward, batch)
 
     async def close(self) -> None:

@@ -74,6 +74,8 @@ class PromptedBackend:
                     raise UpstreamError(f"prompted planner LLM answered {r.status}: {str(payload)[:200]}")
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             raise UpstreamError(f"prompted planner LLM unreachable: {e.__class__.__name__}") from e
+        usage = payload.get("usage") or {}
+        item.tokens.update(prompt=int(usage.get("prompt_tokens") or 0), completion=int(usage.get("completion_tokens") or 0))
         choice = payload["choices"][0]
         for entry in ((choice.get("logprobs") or {}).get("content") or []):
             logits = logits_from_top_logprobs(entry.get("top_logprobs") or [], self.labels)

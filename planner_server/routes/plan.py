@@ -36,13 +36,15 @@ async def plan_one(state: PlannerState, req: PlanRequest, forbidden: list[int]) 
     batcher = state.ready_batcher()
     t0 = time.perf_counter()
     state.metrics.queue_depth.set(batcher.depth)
-    logits = await batcher.submit(PlanItem(req.question, req.steps))
+    item = PlanItem(req.question, req.steps)
+    logits = await batcher.submit(item)
     d = decide(logits, temperature=req.temperature, forbidden=forbidden, seed=req.seed)
     elapsed = time.perf_counter() - t0
     state.metrics.decisions.labels(state.catalog.ids[d.index]).inc()
     state.metrics.latency.observe(elapsed)
     return PlanResponse.of(d, state.catalog.ids, planner_version=state.backend.version if state.backend else "",
-                           catalog_version=state.catalog.version, latency_ms=elapsed * 1000)
+                           catalog_version=state.catalog.version, latency_ms=elapsed * 1000,
+                           tokens=sum(item.tokens.values()) if item.tokens else None)
 
 
 @router.post("/v1/plan", response_model=PlanResponse)

@@ -33,10 +33,12 @@ class BackendPlanner:
     async def plan(self, req: PlanRequest, *, request_id: str | None = None) -> PlanResponse:
         from planner_server.backends import PlanItem
 
-        logits = (await self.backend.label_logits([PlanItem(req.question, req.steps)]))[0]
+        item = PlanItem(req.question, req.steps)
+        logits = (await self.backend.label_logits([item]))[0]
         d = decide(logits, temperature=req.temperature, forbidden=[self.catalog.index(s) for s in req.forbid])
         return PlanResponse.of(d, self.catalog.ids, planner_version=self.backend.version,
-                               catalog_version=self.catalog.version, latency_ms=0.0)
+                               catalog_version=self.catalog.version, latency_ms=0.0,
+                               tokens=sum(item.tokens.values()) if item.tokens else None)
 
 
 async def evaluate(method: str, problems: list[Problem], *, reasoner_url: str, reasoner_model: str,

@@ -75,7 +75,7 @@ class PolicyPlanner:
         d = decide(logits, temperature=self.temperature, forbidden=forbidden, rng=self.rng)
         logp = float(action_logp(torch.tensor([logits]), torch.tensor([d.index]), [forbidden], self.temperature))
         self.records[request_id or ""].append(Recorded(ids, d.index, forbidden, logp, d.probabilities))
-        return PlanResponse.of(d, self.catalog.ids, planner_version=self.version,
+        return PlanResponse.of(d, self.catalog.ids, planner_version=self.version, tokens=len(ids),
                                catalog_version=self.catalog.version, latency_ms=(time.perf_counter() - t0) * 1000)
 
     def take(self, request_id: str) -> list[Recorded]:

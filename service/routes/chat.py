@@ -76,7 +76,7 @@ def total_usage(results: list[SolveResponse]) -> Usage:
     total = Usage()
     for r in results:
         for name in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "planner_calls",
-                     "reasoner_calls"):
+                     "planner_tokens", "reasoner_calls"):
             setattr(total, name, getattr(total, name) + getattr(r.usage, name))
         if r.usage.cached_tokens is not None:
             total.cached_tokens = (total.cached_tokens or 0) + r.usage.cached_tokens

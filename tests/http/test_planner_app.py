@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 from planner_server.app import create_app
 from planner_server.backends import PlanItem
 from planner_server.backends.hf import HFBackend
+from planner_server.protocol import PlanStep
 from planner_server.settings import PlannerSettings
 from service.catalog import load_catalog
 
@@ -45,6 +46,8 @@ async def test_plan_returns_a_full_distribution(tiny_model, hf_backend):
         assert body["entropy"] == pytest.approx(-sum(p * math.log(p) for p in body["probabilities"].values()
                                                     if p > 0))
         assert body["planner_version"] == f"untrained:{tiny_model.name}"
+        assert body["tokens"] == len(hf_backend.encode(PlanItem("What is 2+2?", [PlanStep(strategy="decomposition",
+                                                                                          text="2+2")])))
         assert body["catalog_version"] == load_catalog().version
 
         unguided = await client.post("/v1/plan", json={"question": "What is 2+2?",  # the reasoner's own first step

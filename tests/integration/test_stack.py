@@ -198,5 +198,6 @@ def test_the_reasoners_own_first_step_through_the_real_planner(tiny_service):
     steps = r.json()["steps"]
     assert steps[0]["strategy"] == "unguided" and steps[0]["injected"] == "" and steps[0]["probability"] is None
     assert r.json()["usage"]["planner_calls"] == sum(1 for s in steps if not s["forced"])
+    assert r.json()["usage"]["planner_tokens"] > 0  # what the planner model read for its decisions
     bad = httpx.post(f"{tiny_service.url}/solve", json={"question": "q", "first_step": "nobody"}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "first_step"
