@@ -65,6 +65,10 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0, description="KL to the initial policy (0 = off)")
     temperature: float = Field(1.0, gt=0, description="planner sampling temperature in rollouts")
     context_tokens: int = Field(512, ge=32)
+    planner_weighting: Literal["decision", "tokens"] = Field(
+        "decision", description="decision: every planner decision one term of the loss (default: a decision is "
+        "the planner's action, and one long step must not drown the short ones); tokens: each decision weighted "
+        "by the reasoner tokens it governs, as the paper's token-averaged objective over the interleaved sequence")
     joint_lambda_stage1: float = Field(0.7, ge=0, le=1)
     joint_lambda_stage2: float = Field(0.3, ge=0, le=1)
     joint_switch_step: int = Field(50, ge=0)

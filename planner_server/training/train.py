@@ -69,10 +69,45 @@ def reference_logp(policy: PolicyPlanner, records: list[Recorded]) -> torch.Tens
         return policy.logp(records, model=policy.reference).cpu()
 
 
-def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded, float]], cfg: TrainConfig,
-                dist: Dist = Dist()) -> dict[str, float]:
-    """PPO-clip epochs over every decision of the batch, token-averaged, micro-batched. With several
-    ranks every rank takes part in each epoch's gradient average, even with no decision of its own."""
+def governed_tokens(result) -> list[int]:
+    """Reasoner tokens each planner decision governs, in decision order: the step it chose, and the steps
+    that only continued it (cut by their budget). [] when the steps and the decisions do not line up."""
+    steps = result.steps
+    out = []
+    for i, s in enumerate(steps):
+        if s.forced:
+            continue
+        n, j = s.tokens, i + 1
+        while j < len(steps) and steps[j].continued:
+            n, j = n + steps[j].tokens, j + 1
+        out.append(max(1, n))
+    return out
+
+
+def weighted_decisions(groups: list[Group], advantages: list[list[float]], how: str
+                       ) -> list[tuple[Recorded, float, float]]:
+    """(decision, advantage, weight) of every rollout with a non-zero advantage. `decision`: each planner
+    decision one term; `tokens`: each weighted by the reasoner tokens it governs (the paper's token-averaged
+    objective over the interleaved sequence), the weights' mean 1 over the batch."""
+    out = []
+    for g, adv in zip(groups, advantages, strict=True):
+        for r, a in zip(g.rollouts, adv, strict=True):
+            if a == 0:
+                continue
+            tokens = governed_tokens(r.result) if how == "tokens" else []
+            weights = tokens if len(tokens) == len(r.decisions) else [1.0] * len(r.decisions)
+            out += [(d, a, float(w)) for d, w in zip(r.decisions, weights, strict=True)]
+    if out and how == "tokens":
+        mean = fmean(w for _, _, w in out)
+        out = [(d, a, w / mean) for d, a, w in out]
+    return out
+
+
+def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded, float] | tuple[Recorded, float, float]],
+                cfg: TrainConfig, dist: Dist = Dist()) -> dict[str, float]:
+    """PPO-clip epochs over every decision of the batch, token-averaged, micro-batched; a third element
+    weights a decision's term (`planner_weighting: tokens`). With several ranks every rank takes part in
+    each epoch's gradient average, even with no decision of its own."""
     if not decisions and dist.world == 1:
         return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0}
     stats: list[dict[str, float]] = []
@@ -82,12 +117,14 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
         optimizer.zero_grad(set_to_none=True)
         for i in range(0, len(decisions), cfg.micro_batch):
             chunk = decisions[i:i + cfg.micro_batch]
-            records = [r for r, _ in chunk]
+            records = [c[0] for c in chunk]
             old = torch.tensor([r.logp for r in records])
-            adv = torch.tensor([a for _, a in chunk])
+            adv = torch.tensor([c[1] for c in chunk])
+            weights = torch.tensor([c[2] if len(c) > 2 else 1.0 for c in chunk])
             ref = reference_logp(policy, records) if cfg.kl_coef > 0 else None
             logp = policy.logp(records).cpu()
-            loss, s = clipped_surrogate(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref, kl_coef=cfg.kl_coef)
+            loss, s = clipped_surrogate(logp, old, adv, clip_eps=cfg.clip_eps, ref_logp=ref, kl_coef=cfg.kl_coef,
+                                        weights=weights)
             (loss * len(chunk) / len(decisions)).backward()
             stats.append({"loss": float(loss.detach()), **s})
         dist.average_gradients(params)
@@ -290,8 +327,7 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
             t1 = time.perf_counter()
             usable = [g for g in groups if len(g.rollouts) >= 2]
             advantages, zero_var = group_advantages([[r.planner.total for r in g.rollouts] for g in usable])
-            decisions = [(d, a) for g, adv in zip(usable, advantages, strict=True)
-                         for r, a in zip(g.rollouts, adv, strict=True) if a != 0 for d in r.decisions]
+            decisions = weighted_decisions(usable, advantages, cfg.planner_weighting)
             model.train()
             if local is not None:
                 lam = cfg.joint_lambda_stage1 if step < cfg.joint_switch_step else cfg.joint_lambda_stage2

@@ -151,3 +151,47 @@ def test_an_unguided_step_is_neither_a_choice_nor_an_instruction_followed():
                                            StepTrace(index=1, strategy="verification", injected="x", text="y"),
                                            StepTrace(index=2, strategy="verification", injected="x", text="z")]})
     assert score(Problem(id="p", question="q", answer="27", task="math"), two, []).planner.penalty == -1.0
+
+
+def test_per_position_weighting_by_the_tokens_a_decision_governs():
+    """`planner_weighting: tokens` (the paper's token-averaged objective): a decision weighs as many reasoner
+    tokens as it governs — its step and the steps that only continued it — normalised to mean 1; the
+    default keeps one term per decision. Forced steps (the reasoner's own, the forced answer) are no
+    decision."""
+    from planner_server.training.rollout import Group, Rollout
+    from planner_server.training.rewards import PlannerReward, ReasonerReward
+    from planner_server.training.train import governed_tokens, weighted_decisions
+    from planner_server.training.data import Problem
+    from service.protocol import SolveResponse, StepTrace, Timings, Usage
+
+    steps = [StepTrace(index=0, strategy="unguided", forced=True, injected="", text="a", tokens=40),
+             StepTrace(index=1, strategy="verification", injected="v", text="b", tokens=100),
+             StepTrace(index=2, strategy="unguided", forced=True, injected="", text="c", tokens=20, continued=True),
+             StepTrace(index=3, strategy="continuation", injected="", text="d", tokens=30),
+             StepTrace(index=4, strategy="termination", forced=True, injected="t", text="5}", tokens=2)]
+    result = SolveResponse(id="x", model="m", answer="5", text="", finish_reason="max_steps", usage=Usage(),
+                           timings=Timings(), planner_version=None, catalog_version="c", steps=steps)
+    assert governed_tokens(result) == [120, 30]
+
+    def rollout(decisions):
+        return Rollout(Problem("q", "5", "math"), result, decisions, True, PlannerReward(1, 0, 1),
+                       ReasonerReward(1, 1, 1))
+
+    g = Group(Problem("q", "5", "math"), [rollout(["d1", "d2"]), rollout(["d3", "d4"]), rollout(["d5"])])
+    by_tokens = weighted_decisions([g], [[1.0, -1.0, 0.0]], "tokens")
+    assert [(d, a) for d, a, _ in by_tokens] == [("d1", 1.0), ("d2", 1.0), ("d3", -1.0), ("d4", -1.0)]
+    assert [w for *_, w in by_tokens] == pytest.approx([1.6, 0.4, 1.6, 0.4])  # 120 and 30, mean 75
+    mismatch = weighted_decisions([Group(g.problem, [rollout(["only one"])])], [[1.0]], "tokens")
+    assert [w for *_, w in mismatch] == [1.0]  # steps and decisions do not line up: no guess
+    assert [w for *_, w in weighted_decisions([g], [[1.0, -1.0, 0.0]], "decision")] == [1.0] * 4
+
+
+def test_unit_weights_change_nothing():
+    torch.manual_seed(0)
+    logp, old, adv = torch.randn(5), torch.randn(5), torch.randn(5)
+    plain, _ = clipped_surrogate(logp, old, adv)
+    ones, _ = clipped_surrogate(logp, old, adv, weights=torch.ones(5))
+    assert float(plain) == pytest.approx(float(ones))
+    heavy, _ = clipped_surrogate(logp, old, adv, weights=torch.tensor([5.0, 0, 0, 0, 0]))
+    first, _ = clipped_surrogate(logp[:1], old[:1], adv[:1])
+    assert float(heavy) == pytest.approx(5 * float(first))
