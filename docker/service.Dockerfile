@@ -11,7 +11,8 @@ COPY clients /src/clients
 RUN pip install --no-cache-dir --no-deps --prefix=/install /src
 
 FROM python:3.11.11-slim-bookworm
-RUN useradd --create-home --uid 10001 rsim
+# the traces volume mounts here: created and owned by rsim in the image, so a named volume starts writable
+RUN useradd --create-home --uid 10001 rsim && install -d -o rsim -g rsim /home/rsim/traces
 COPY --from=build /install /usr/local
 COPY docker/entrypoints/service.sh /usr/local/bin/rsim-service
 USER rsim
