@@ -303,10 +303,16 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                      first_step=e.first_step, min_step_tokens=e.min_step_tokens, unguided_tail=e.unguided_tail,
                      continue_cut=e.continue_cut,
                      concurrency=e.concurrency, optillm_url=e.optillm_url)
-    datasets = []
+    datasets, skipped = [], []
     for spec in e.dataset:
         name, _, path = spec.partition(":")
-        datasets.append((name, load_dataset(name, path or None, limit=e.limit)))
+        datasets.append((name, load_dataset(name, path or None, limit=e.limit, skipped=skipped)))
+    if skipped:
+        from clients.eval.report import record_skipped
+
+        err.print(f"[yellow]warning:[/] {len(skipped)} rows skipped when loading (first: {skipped[0]['reason']}); "
+                  f"listed in {e.out / 'skipped.jsonl'} and the report")
+        record_skipped(e.out, skipped)
 
     async def go() -> None:
         async with Runner(cfg, catalog=load_catalog(e.catalog) if e.catalog else None) as runner:

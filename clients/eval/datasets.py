@@ -25,9 +25,10 @@ def need(row: dict[str, Any], keys: list[str], where: str, layout: str) -> None:
 
 def from_math(row, where):
     need(row, ["problem", "solution"], where, "MATH")
-    answer = row.get("answer") or last_boxed(row["solution"])
+    solution = str(row["solution"])
+    answer = row.get("answer") or last_boxed(solution) or last_boxed(solution.replace("\\fbox{", "\\boxed{"))
     if answer is None:
-        raise DataError(f"{where}: MATH solution has no \\boxed{{}} answer")
+        raise DataError(f"{where}: MATH solution has no \\boxed{{}} (or \\fbox{{}}) answer")
     return Problem(row["problem"], str(answer), "math", source="math", id=row.get("unique_id"))
 
 
@@ -55,11 +56,17 @@ def from_mmlu_pro(row, where):
                    id=str(row.get("question_id")) if row.get("question_id") is not None else None)
 
 
+class NeedsImage(DataError):
+    """A question that refers to a picture the text model cannot see (TheoremQA's `Picture` rows)."""
+
+
 def from_theoremqa(row, where):
     q = row.get("Question", row.get("question"))
     a = row.get("Answer", row.get("answer"))
     if q is None or a is None:
         raise DataError(f"{where}: the TheoremQA layout has fields Question and Answer (and Answer_type)")
+    if row.get("Picture") or row.get("picture") or row.get("Image") or row.get("image"):
+        raise NeedsImage(f"{where}: the question refers to a picture (skipped: the reasoner reads text only)")
     kind = row.get("Answer_type", row.get("answer_type"))
     return Problem(str(q), str(a), "theoremqa", source="theoremqa", id=row.get("id"),
                    answer_type=str(kind) if kind is not None else None)
@@ -72,10 +79,13 @@ def from_humaneval(row, where):
 
 
 def from_codealpaca(row, where):
-    need(row, ["instruction", "output"], where, "CodeAlpaca-20k")
-    question = row["instruction"] + (f"\n\nInput:\n{row['input']}" if row.get("input") else "")
-    return Problem(question + "\n\nWrite the code in one ```python code block.", row["output"], "runs",
-                   source="codealpaca")
+    if "prompt" in row and "completion" in row:  # HuggingFaceH4/CodeAlpaca_20K (the version with a test split)
+        question, output = str(row["prompt"]), str(row["completion"])
+    else:
+        need(row, ["instruction", "output"], where, "CodeAlpaca-20k (instruction/input/output, or H4's prompt/completion)")
+        question = row["instruction"] + (f"\n\nInput:\n{row['input']}" if row.get("input") else "")
+        output = row["output"]
+    return Problem(question + "\n\nWrite the code in one ```python code block.", output, "runs", source="codealpaca")
 
 
 def from_rows(row, where):
@@ -121,9 +131,12 @@ def synthetic_options(spec: str) -> dict[str, Any]:
 
 
 def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None = None, seed: int = 0,
-                 steps: tuple[int, int] | list[int] = (2, 4), scale: int = 1) -> list[Problem]:
+                 steps: tuple[int, int] | list[int] = (2, 4), scale: int = 1,
+                 skipped: list[dict[str, str]] | None = None) -> list[Problem]:
     """`name` is one of LOADERS (with `path`) or BUILTIN. Problems get stable ids (for resume). The
-    synthetic task takes `seed`, `steps` (operations per problem, min and max) and `scale` (number sizes)."""
+    synthetic task takes `seed`, `steps` (operations per problem, min and max) and `scale` (number sizes).
+    A row that does not fit its layout (or needs a picture) is skipped and appended to `skipped` as
+    {dataset, where, reason}; a file of which no row fits is an error naming the first failure."""
     if name == "synthetic":
         opts = {"seed": seed, "steps": tuple(steps), "scale": scale, **synthetic_options(str(path or ""))}
         problems = synthetic_problems(limit or 100, **opts)
@@ -133,7 +146,19 @@ def load_dataset(name: str, path: str | Path | None = None, *, limit: int | None
         if path is None:
             raise DataError(f"dataset '{name}' needs a file: --dataset {name}:PATH (JSONL or Parquet)")
         p = Path(path)
-        problems = [LOADERS[name](row, f"{p}:{i}") for i, row in enumerate(read_rows(p), 1)]
+        problems, bad, lines = [], [], []
+        rows = read_rows(p, lines)
+        bad += [{"dataset": name, "where": msg.split(": ", 1)[0], "reason": msg, "kind": "malformed"} for msg in lines]
+        for i, row in enumerate(rows, 1):
+            try:
+                problems.append(LOADERS[name](row, f"{p}:{i}"))
+            except DataError as e:
+                bad.append({"dataset": name, "where": f"{p}:{i}", "reason": str(e),
+                            "kind": "needs_image" if isinstance(e, NeedsImage) else "malformed"})
+        if bad and not problems:
+            raise DataError(f"no row of {p} fits the {name} layout; the first: {bad[0]['reason']}")
+        if skipped is not None:
+            skipped.extend(bad)
     else:
         raise DataError(f"unknown dataset '{name}'; known: {', '.join([*LOADERS, *BUILTIN])}")
     if limit is not None:

@@ -176,13 +176,44 @@ def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) 
     return written
 
 
+def record_skipped(run_dir: Path, skipped: list[dict[str, str]]) -> None:
+    """Rows the loaders skipped (malformed, or needing a picture), kept beside the records for the report."""
+    if not skipped:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "skipped.jsonl"
+    seen = set(path.read_text().splitlines()) if path.is_file() else set()
+    with path.open("a") as f:
+        for row in skipped:
+            line = json.dumps(row, sort_keys=True)
+            if line not in seen:
+                f.write(line + "\n")
+                seen.add(line)
+
+
+def skipped_section(run: Path) -> str:
+    path = run / "skipped.jsonl"
+    if not path.is_file():
+        return ""
+    counts: dict[tuple[str, str], int] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            key = (row.get("dataset", "?"), row.get("kind", "malformed"))
+            counts[key] = counts.get(key, 0) + 1
+    lines = [f"- {dataset}: {n} {kind.replace('_', ' ')} row{'s' if n != 1 else ''}"
+             for (dataset, kind), n in sorted(counts.items())]
+    return ("\n\n## Rows skipped when loading (not scored; each in `skipped.jsonl` with its reason)\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def build_report(run_dir: str | Path) -> dict[str, Path]:
     run = Path(run_dir)
     records = read_records(run)
     records += oracle_records(records)
     rows = metrics(records, run_order(run))
     md, csv_rows = tables(rows)
-    (run / "report.md").write_text(f"# Evaluation: {run.name}\n\n{md}")
+    (run / "report.md").write_text(f"# Evaluation: {run.name}\n\n{md}{skipped_section(run)}")
     with (run / "report.csv").open("w", newline="") as f:
         csv.writer(f).writerows(csv_rows)
     (run / "report.json").write_text(json.dumps(rows, indent=2))

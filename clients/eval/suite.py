@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from clients.eval.datasets import load_dataset
-from clients.eval.report import build_report
+from clients.eval.report import build_report, record_skipped
 from clients.eval.runner import EvalConfig, PlannerSpec, Runner
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -60,9 +60,11 @@ async def run_suite(path: str | Path, *, out: Path | None = None, limit: int | N
     reports = []
     for reasoner in suite["reasoners"]:
         run_dir = root / reasoner["name"]
+        skipped: list[dict[str, str]] = []
         datasets = [(d["name"], load_dataset(d["name"], d.get("path"), limit=limit or d.get("limit"),
                                              seed=d.get("seed", 0), steps=d.get("steps", (2, 4)),
-                                             scale=d.get("scale", 1))) for d in suite["datasets"]]
+                                             scale=d.get("scale", 1), skipped=skipped)) for d in suite["datasets"]]
+        record_skipped(run_dir, skipped)
         for i, planner in enumerate(planners):
             methods = [m for m in suite["methods"]
                        if i == 0 or m == "rsim" or m.startswith("fixed:")]  # baselines once per reasoner

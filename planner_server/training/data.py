@@ -36,7 +36,9 @@ class DataError(ValueError):
     pass
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path, bad: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of a JSONL or Parquet file. A JSONL line that is not a JSON object is an error, or, when
+    `bad` is given, appended there (as a message naming the line) and skipped."""
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     if path.suffix == ".parquet":
@@ -52,9 +54,14 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except ValueError as e:
-            raise DataError(f"{path}:{i}: not a JSON object per line (JSONL expected): {e}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{i}: each line must be a JSON object")
+            row = DataError(f"{path}:{i}: not a JSON object per line (JSONL expected): {e}")
+        if not isinstance(row, (dict, DataError)):
+            row = DataError(f"{path}:{i}: each line must be a JSON object")
+        if isinstance(row, DataError):
+            if bad is None:
+                raise row
+            bad.append(str(row))
+            continue
         rows.append(row)
     return rows
 

@@ -25,7 +25,7 @@ def test_each_published_layout_loads(tmp_path):
         "aime2024": ({"ID": "2024-I-1", "Problem": "p", "Solution": "s", "Answer": 204}, "204", "math"),
         "mmlu-pro": ({"question_id": 7, "question": "q", "options": ["x", "y", "z"], "answer": "B", "answer_index": 1},
                      "B", "choice"),
-        "theoremqa": ({"Question": "q", "Answer": "True", "Answer_type": "bool"}, "True", "math"),
+        "theoremqa": ({"Question": "q", "Answer": "True", "Answer_type": "bool"}, "True", "theoremqa"),
         "humaneval": ({"task_id": "HE/0", "prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n",
                        "entry_point": "f"}, "", "code"),
         "codealpaca": ({"instruction": "print hi", "input": "", "output": "print('hi')"}, "print('hi')", "runs"),
@@ -43,7 +43,8 @@ def test_dataset_errors_name_the_file_and_layout(tmp_path):
         load_dataset("gsm8k")
     with pytest.raises(DataError, match="not found"):
         load_dataset("gsm8k", tmp_path / "missing.jsonl")
-    with pytest.raises(DataError, match=r"bad.jsonl:1: missing \['solution'\]; the MATH layout"):
+    with pytest.raises(DataError, match=r"no row of .*bad.jsonl fits the math layout; the first: .*bad.jsonl:1: "
+                                        r"missing \['solution'\]; the MATH layout"):
         load_dataset("math", jsonl(tmp_path / "bad.jsonl", [{"problem": "p"}]))
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         load_dataset("nope")
@@ -164,3 +165,45 @@ def test_synthetic_options_from_the_command_line_and_their_refusals():
     for bad in ("steps=a-b", "scale=big", "difficulty=9", "seed"):
         with pytest.raises(DataError, match="synthetic options are"):
             synthetic_options(bad)
+
+
+def test_a_malformed_row_is_skipped_and_reported_not_fatal(tmp_path):
+    """One `\\fbox{}` row aborted a whole MATH file, and so did one broken line (issue 13 §5): now the
+    fbox answer is read, a row that fits no layout or a line that is not JSON is skipped and reported,
+    TheoremQA rows that need a picture are skipped as such, and H4's CodeAlpaca layout loads."""
+    path = tmp_path / "math.jsonl"
+    path.write_text(json.dumps({"problem": "a", "solution": "so \\fbox{7}"}) + "\n{broken\n"
+                    + json.dumps({"problem": "b"}) + "\n" + json.dumps({"problem": "c", "solution": "\\boxed{3}"}) + "\n")
+    skipped = []
+    problems = load_dataset("math", path, skipped=skipped)
+    assert [p.answer for p in problems] == ["7", "3"]
+    assert [s["kind"] for s in skipped] == ["malformed", "malformed"]
+    assert "math.jsonl:2: not a JSON object" in skipped[0]["reason"] and "missing ['solution']" in skipped[1]["reason"]
+    tqa = jsonl(tmp_path / "tqa.jsonl", [{"Question": "See the figure.", "Answer": "3", "Answer_type": "integer",
+                                          "Picture": "images/1.png"},
+                                         {"Question": "1+2?", "Answer": "3", "Answer_type": "integer", "Picture": None}])
+    skipped = []
+    [only] = load_dataset("theoremqa", tqa, skipped=skipped)
+    assert only.question == "1+2?" and only.answer_type == "integer" and skipped[0]["kind"] == "needs_image"
+    h4 = jsonl(tmp_path / "h4.jsonl", [{"prompt": "Write a function that adds two numbers.",
+                                        "completion": "def add(a, b):\n    return a + b"}])
+    [code] = load_dataset("codealpaca", h4)
+    assert code.task == "runs" and code.answer.startswith("def add") and code.question.startswith("Write a function")
+
+
+def test_skipped_rows_are_counted_in_the_report(tmp_path):
+    from clients.eval.report import build_report, record_skipped
+
+    run = tmp_path / "run"
+    (run / "records" / "math").mkdir(parents=True)
+    rec = {"id": "q0", "dataset": "math", "method": "zerocot", "question": "q", "truth": "2", "answer": "2",
+           "correct": True, "error": None, "latency_ms": 1.0, "strategies": [], "n_strategies": 0, "tokens": 5,
+           "planner_calls": 0, "trace": []}
+    (run / "records" / "math" / "zerocot.jsonl").write_text(json.dumps(rec) + "\n")
+    bad = [{"dataset": "math", "where": "m.jsonl:2", "reason": "x", "kind": "malformed"},
+           {"dataset": "theoremqa", "where": "t.jsonl:1", "reason": "y", "kind": "needs_image"}]
+    record_skipped(run, bad)
+    record_skipped(run, bad)  # a resumed run loads the files again: each row once
+    assert len((run / "skipped.jsonl").read_text().splitlines()) == 2
+    md = build_report(run)["markdown"].read_text()
+    assert "- math: 1 malformed row" in md and "- theoremqa: 1 needs image row" in md
