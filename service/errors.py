@@ -54,6 +54,13 @@ class Overloaded(RsimError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)}, **kw)
 
 
+class ClientClosed(RsimError):
+    """The client went away before its answer: nobody reads this one (nginx's 499), it is counted and
+    logged as such — not as a server error with a traceback."""
+
+    status_code, type, code = 499, "client_closed_request", "client_closed_request"
+
+
 class UpstreamError(RsimError):
     """An upstream (reasoner or planner) failed. 4xx from upstream keep their status."""
 

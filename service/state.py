@@ -15,7 +15,7 @@ import aiohttp
 from fastapi import Depends, Request
 
 from service.catalog import Catalog
-from service.errors import ModelNotFound, NotReady, Unauthorized
+from service.errors import ClientClosed, ModelNotFound, NotReady, Unauthorized
 from service.metrics import ServiceMetrics
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner
@@ -28,8 +28,7 @@ T = TypeVar("T")
 RSIM_PREFIX = "rsim/"
 
 
-class ClientDisconnected(Exception):
-    pass
+ClientDisconnected = ClientClosed  # the name the routes and tests knew
 
 
 @dataclass
@@ -133,13 +132,13 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if not task.done():
-            task.cancel()
         watcher.cancel()
         with contextlib.suppress(BaseException):
             await watcher
+        if not task.done():  # the client left first (or this request was cancelled): stop the work
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task  # until it has stopped: a cancelled task has no result yet right after cancel()
     if task.cancelled():
-        with contextlib.suppress(BaseException):
-            await task
-        raise ClientDisconnected()
+        raise ClientClosed("the client closed the connection before its answer")
     return task.result()

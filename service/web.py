@@ -117,7 +117,9 @@ def install_health(app: FastAPI) -> None:
 
 def error_response(exc: RsimError, rid: str) -> JSONResponse:
     """A typed error as its response: status, envelope, headers; server-side failures are logged."""
-    if exc.status_code >= 500 and not isinstance(exc, NotReady):
+    if exc.status_code == 499:
+        log.info("request %s: %s", rid, exc.message)
+    elif exc.status_code >= 500 and not isinstance(exc, NotReady):
         log.warning("request %s failed: %s %s", rid, exc.status_code, exc.message)
     return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
 

@@ -132,12 +132,19 @@ def test_client_disconnect_cancels_the_reasoner_call(faulty, fault_reasoner, mod
     assert mine["cancelled"] and not mine["finished"]
 
 
-def test_non_stream_disconnect_cancels_too(faulty, fault_reasoner):
+def test_non_stream_disconnect_cancels_too(faulty, fault_reasoner, work_dir):
+    """…and is a 499 in the metrics, logged as the client's doing: it was a 500 with a traceback."""
     rid = f"gone-{time.time()}"
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{faulty}/solve", json={"question": "q", "model": "slow"}, headers={"X-Request-Id": rid},
                    timeout=httpx.Timeout(1.0, connect=5))
     assert wait_cancelled(fault_reasoner, rid)["cancelled"]
+    deadline = time.monotonic() + 5
+    while 'rsim_requests_total{endpoint="solve",status="499"}' not in httpx.get(f"{faulty}/metrics").text:
+        assert time.monotonic() < deadline, "no 499 counted"
+        time.sleep(0.1)
+    log = (work_dir / "logs" / "service-faults.log").read_text()  # the tests' services log warnings and up
+    assert f"unhandled error in request {rid}" not in log  # it was: InvalidStateError from a result read too early
 
 
 def test_planner_down_is_503_or_degraded(fault_reasoner, work_dir):
