@@ -94,6 +94,22 @@ def cmd_solve(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(a: argparse.Namespace) -> int:
+    from planner_server.checkpoint import CheckpointError
+    from planner_server.merge import merge_checkpoint
+    from service.catalog import load_catalog
+
+    try:
+        with err.status("merging the adapter into its base model"):
+            out_dir = merge_checkpoint(Path(a.checkpoint), a.out, load_catalog(a.catalog), base_model=a.base_model,
+                                       dtype=a.dtype)
+    except (CheckpointError, FileExistsError, FileNotFoundError) as e:
+        err.print(f"[red]error:[/] {e}")
+        return 2
+    out.print(f"merged planner: {out_dir}  (serve it: RSIM_PLANNER_CHECKPOINT={out_dir} rsim serve planner)")
+    return 0
+
+
 def cmd_strategies(a: argparse.Namespace) -> int:
     if a.local or a.catalog:
         from service.catalog import load_catalog
@@ -386,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "`rsim eval rescore RUN_DIR`)",
                         add_help=False)
     ev.set_defaults(fn=cmd_eval, takes_extra=True)
+
+    m = sub.add_parser("merge", help="merge a LoRA planner checkpoint into its base model: one full HF folder")
+    m.add_argument("checkpoint", help="a checkpoint folder, or a run's checkpoints/ folder (its `latest`)")
+    m.add_argument("--out", required=True, type=Path, help="the new folder (must not exist, or be empty)")
+    m.add_argument("--base-model", help="the adapter's base model, if its manifest names none (or elsewhere)")
+    m.add_argument("--catalog", help="the catalog the checkpoint was trained with (default: the paper's)")
+    m.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    m.set_defaults(fn=cmd_merge)
 
     t = sub.add_parser("strategies", help="show the strategy catalog")
     t.add_argument("--url", default=os.environ.get("RSIM_URL", "http://127.0.0.1:8000"))
