@@ -1,57 +1,8 @@
-"""Wire models of the planner API (L0: pydantic only)."""
+"""The planner API's wire models: defined in `service.plan_protocol`, which both sides import (the service
+never imports `planner_server`)."""
 
-from __future__ import annotations
+from service.plan_protocol import (MAX_QUESTION_CHARS, MAX_STEP_CHARS, PlanBatchRequest, PlanBatchResponse,
+                                   PlanRequest, PlanResponse, PlanStep)
 
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from planner_server.decision import Decision
-
-MAX_QUESTION_CHARS = 100_000
-MAX_STEP_CHARS = 100_000
-
-
-class PlanStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    strategy: Annotated[str, Field(min_length=1, max_length=64)]
-    text: Annotated[str, Field(max_length=MAX_STEP_CHARS)] = ""
-
-
-class PlanRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
-    steps: Annotated[list[PlanStep], Field(max_length=256)] = []
-    temperature: Annotated[float, Field(ge=0.0, le=10.0, description="0 = argmax")] = 0.0
-    forbid: Annotated[list[str], Field(max_length=16, description="strategy ids never chosen")] = []
-    seed: int | None = None
-
-
-class PlanResponse(BaseModel):
-    strategy: str
-    probabilities: dict[str, float]
-    entropy: float
-    planner_version: str
-    catalog_version: str
-    latency_ms: float
-    tokens: int | None = Field(None, description="tokens the planner model read and wrote for this decision")
-
-    @classmethod
-    def of(cls, decision: Decision, ids: list[str], *, planner_version: str, catalog_version: str,
-           latency_ms: float, tokens: int | None = None) -> PlanResponse:
-        """The wire answer of a decision over the catalog `ids` (in catalog order)."""
-        return cls(strategy=ids[decision.index], probabilities=dict(zip(ids, decision.probabilities, strict=True)),
-                   entropy=decision.entropy, planner_version=planner_version, catalog_version=catalog_version,
-                   latency_ms=latency_ms, tokens=tokens)
-
-
-class PlanBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    requests: Annotated[list[PlanRequest], Field(min_length=1, max_length=256)]
-
-
-class PlanBatchResponse(BaseModel):
-    responses: list[PlanResponse]
+__all__ = ["MAX_QUESTION_CHARS", "MAX_STEP_CHARS", "PlanBatchRequest", "PlanBatchResponse", "PlanRequest",
+           "PlanResponse", "PlanStep"]

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from planner_server.protocol import PlanRequest, PlanStep
+from service.plan_protocol import PlanRequest, PlanStep
 from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
 from service.catalog import TERMINATION, UNGUIDED, Catalog
 from service.errors import InvalidRequest, PlannerUnavailable

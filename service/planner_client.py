@@ -8,7 +8,7 @@ from typing import Protocol
 
 import aiohttp
 
-from planner_server.protocol import PlanRequest, PlanResponse
+from service.plan_protocol import PlanRequest, PlanResponse
 from service.errors import InvalidRequest, Overloaded, PlannerUnavailable
 
 

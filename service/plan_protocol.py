@@ -1,0 +1,66 @@
+"""Wire models of the planner API (L0: pydantic only). They live in `service` because both sides import
+them — the service's planner client and the planner server — and the service never imports
+`planner_server` (an import contract); `planner_server.protocol` re-exports them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DecisionLike(Protocol):
+    """What a decision carries (planner_server.decision.Decision)."""
+
+    index: int
+    probabilities: Sequence[float]
+    entropy: float
+
+MAX_QUESTION_CHARS = 100_000
+MAX_STEP_CHARS = 100_000
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Annotated[str, Field(max_length=MAX_STEP_CHARS)] = ""
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
+    steps: Annotated[list[PlanStep], Field(max_length=256)] = []
+    temperature: Annotated[float, Field(ge=0.0, le=10.0, description="0 = argmax")] = 0.0
+    forbid: Annotated[list[str], Field(max_length=16, description="strategy ids never chosen")] = []
+    seed: int | None = None
+
+
+class PlanResponse(BaseModel):
+    strategy: str
+    probabilities: dict[str, float]
+    entropy: float
+    planner_version: str
+    catalog_version: str
+    latency_ms: float
+    tokens: int | None = Field(None, description="tokens the planner model read and wrote for this decision")
+
+    @classmethod
+    def of(cls, decision: DecisionLike, ids: list[str], *, planner_version: str, catalog_version: str,
+           latency_ms: float, tokens: int | None = None) -> PlanResponse:
+        """The wire answer of a decision over the catalog `ids` (in catalog order)."""
+        return cls(strategy=ids[decision.index], probabilities=dict(zip(ids, decision.probabilities, strict=True)),
+                   entropy=decision.entropy, planner_version=planner_version, catalog_version=catalog_version,
+                   latency_ms=latency_ms, tokens=tokens)
+
+
+class PlanBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: Annotated[list[PlanRequest], Field(min_length=1, max_length=256)]
+
+
+class PlanBatchResponse(BaseModel):
+    responses: list[PlanResponse]
