@@ -17,6 +17,7 @@ from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner, make_session
 from service.routes import chat, feedback, health, passthrough, solve
 from service.routes.passthrough import PassthroughFastPath
+from service.routing import Upstream, load_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState, require_api_key
 from service.traces import TraceStore
@@ -29,25 +30,35 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     catalog = load_catalog(settings.catalog_path)
     key_hashes = settings.api_key_hashes()  # a missing key file fails at start-up, not per request
+    routes = load_routes(settings.routes_file) if settings.routes_file else None  # and a bad routing file
+    route_keys = {r.name: r.key() for r in routes.reasoners} if routes else {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("service settings: %s", settings.masked())
         session = make_session(connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s,
                                request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections)
-        key = settings.reasoner_api_key.get_secret_value() if settings.reasoner_api_key else None
-        reasoner = OpenAIReasoner(session, settings.reasoner_url, mode=settings.reasoner_mode, api_key=key,
-                                  retries=settings.retries)
         planner = HttpPlanner(session, settings.planner_url, timeout_s=settings.planner_timeout_s)
+
+        def upstream(name: str, url: str, mode: str, key: str | None, **kw: object) -> Upstream:
+            client = OpenAIReasoner(session, url, mode=mode, api_key=key, retries=settings.retries)  # type: ignore[arg-type]
+            return Upstream(name, client, Orchestrator(planner, client, catalog,
+                                                       on_planner_down=settings.on_planner_down), **kw)  # type: ignore[arg-type]
+
+        if routes is not None:
+            upstreams = [upstream(r.name, r.url, r.mode, route_keys[r.name], listed=r.models, episode=r.episode)
+                         for r in routes.reasoners]
+        else:
+            key = settings.reasoner_api_key.get_secret_value() if settings.reasoner_api_key else None
+            upstreams = [upstream("reasoner", settings.reasoner_url or "", settings.reasoner_mode, key)]
         traces = None
         if settings.traces:
             traces = TraceStore(settings.trace_store.expanduser())
             traces.start()
         app.state.rsim = ServiceState(
-            settings=settings, catalog=catalog, metrics=ServiceMetrics(), session=session, reasoner=reasoner,
-            planner=planner, orchestrator=Orchestrator(planner, reasoner, catalog,
-                                                       on_planner_down=settings.on_planner_down),
-            traces=traces, api_key_hashes=key_hashes)
+            settings=settings, catalog=catalog, metrics=ServiceMetrics(), session=session,
+            reasoner=upstreams[0].reasoner, planner=planner, orchestrator=upstreams[0].orchestrator,
+            traces=traces, api_key_hashes=key_hashes, upstreams=upstreams)
         try:
             yield
         finally:

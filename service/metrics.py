@@ -16,6 +16,10 @@ class ServiceMetrics:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("rsim_requests", "Requests by endpoint and status", ["endpoint", "status"], registry=r)
         self._counted: dict[tuple[str, int], Counter] = {}
+        self.upstream_requests = Counter("rsim_upstream_requests", "Forwarded requests by upstream and status",
+                                         ["upstream", "status"], registry=r)
+        self.upstream_up = Gauge("rsim_upstream_up", "1 if the upstream listed its models at the last readiness "
+                                 "check", ["upstream"], registry=r)
         self.steps = Counter("rsim_steps", "Reasoning steps by strategy", ["strategy"], registry=r)
         self.tokens = Counter("rsim_tokens", "Reasoner tokens", ["kind"], registry=r)
         self.latency = Histogram("rsim_request_seconds", "End-to-end latency of strategy-injected requests",
@@ -34,6 +38,12 @@ class ServiceMetrics:
             lambda: len(asyncio.all_tasks()))
         self.traces_dropped = Counter("rsim_traces_dropped", "Traces not recorded: the store's queue was full",
                                       registry=r)
+
+    def count_upstream(self, upstream: str, status: int) -> None:
+        child = self._counted.get((f"upstream:{upstream}", status))
+        if child is None:
+            child = self._counted[(f"upstream:{upstream}", status)] = self.upstream_requests.labels(upstream, str(status))
+        child.inc()
 
     def count(self, endpoint: str, status: int) -> None:
         """One answered request in `rsim_requests` (the labelled child is looked up once, not per request)."""

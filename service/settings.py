@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ReasonerMode = Literal["continue", "completions", "turns"]
@@ -15,7 +15,9 @@ ReasonerMode = Literal["continue", "completions", "turns"]
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RSIM_", extra="ignore", env_ignore_empty=True)
 
-    reasoner_url: str = Field(description="base URL of the OpenAI-compatible reasoner, e.g. http://host:8002/v1")
+    reasoner_url: str | None = Field(None, description="base URL of the OpenAI-compatible reasoner, e.g. "
+                                     "http://host:8002/v1 (required unless RSIM_ROUTES_FILE names the reasoners)")
+    routes_file: Path | None = Field(None, description="YAML/JSON routing file: several reasoners behind one service")
     reasoner_model: str | None = Field(None, description="default reasoner model; first of /v1/models if unset")
     reasoner_mode: ReasonerMode = "continue"
     reasoner_api_key: SecretStr | None = None
@@ -61,10 +63,18 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("reasoner_url", "planner_url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _a_reasoner(self) -> ServiceSettings:
+        if self.reasoner_url is None and self.routes_file is None:
+            raise ValueError("set RSIM_REASONER_URL (one reasoner) or RSIM_ROUTES_FILE (several)")
+        return self
 
     def api_key_hashes(self) -> frozenset[str]:
         """SHA-256 of every configured client key: only hashes are kept in memory."""

@@ -20,6 +20,7 @@ from service.metrics import ServiceMetrics
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner
+from service.routing import Upstream
 from service.protocol import SolveResponse
 from service.settings import ServiceSettings
 from service.traces import TraceStore
@@ -42,8 +43,21 @@ class ServiceState:
     orchestrator: Orchestrator
     traces: TraceStore | None = None
     api_key_hashes: frozenset[str] = frozenset()
+    upstreams: list[Upstream] = field(default_factory=list)  # empty: the one reasoner above
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
+    routes: dict[str, Upstream] = field(default_factory=dict)  # model id → its upstream (from the last refresh)
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            self.upstreams = [Upstream("reasoner", self.reasoner, self.orchestrator)]
+
+    def upstream_for(self, model: str | None) -> Upstream:
+        """The upstream serving `model` (the first one for a model no upstream lists)."""
+        return self.routes.get(model or "", self.upstreams[0])
+
+    def orchestrator_for(self, model: str) -> Orchestrator:
+        return self.upstream_for(model).orchestrator
 
     @property
     def reasoning_fields(self) -> tuple[str, ...]:
@@ -66,10 +80,15 @@ class ServiceState:
             self.metrics.traces_dropped.inc()
 
     async def refresh_models(self, *, max_age_s: float = 30.0) -> list[str]:
+        """Every upstream's models, in routing-file order (the first upstream listing an id serves it)."""
         if self.models and time.monotonic() - self.models_at < max_age_s:
             return self.models
-        self.models = [m["id"] for m in await self.reasoner.list_models() if "id" in m]
-        self.models_at = time.monotonic()
+        listed = await asyncio.gather(*(u.refresh(max_age_s) for u in self.upstreams))
+        routes: dict[str, Upstream] = {}
+        for upstream, ids in zip(self.upstreams, listed, strict=True):
+            for mid in ids:
+                routes.setdefault(mid, upstream)
+        self.routes, self.models, self.models_at = routes, list(routes), time.monotonic()
         return self.models
 
     async def default_model(self) -> str:
@@ -94,17 +113,18 @@ class ServiceState:
     def episode(self, model: str, *, max_steps: int | None, max_tokens_per_step: int | None,
                 temperature: float | None, reasoner_temperature: float | None, force: str | None,
                 forbid: list[str], seed: int | None, first_step: str | None = None) -> EpisodeConfig:
-        s = self.settings
-        return EpisodeConfig(model=model, max_steps=max_steps or s.max_steps,
-                             max_tokens_per_step=max_tokens_per_step or s.max_tokens_per_step,
-                             final_max_tokens=s.final_max_tokens,
-                             planner_temperature=s.planner_temperature if temperature is None else temperature,
-                             reasoner_temperature=s.reasoner_temperature if reasoner_temperature is None
+        # the service's settings, then the model's upstream's episode defaults, then the request's own
+        s = {**self.settings.model_dump(), **self.upstream_for(model).episode}
+        return EpisodeConfig(model=model, max_steps=max_steps or s["max_steps"],
+                             max_tokens_per_step=max_tokens_per_step or s["max_tokens_per_step"],
+                             final_max_tokens=s["final_max_tokens"],
+                             planner_temperature=s["planner_temperature"] if temperature is None else temperature,
+                             reasoner_temperature=s["reasoner_temperature"] if reasoner_temperature is None
                              else reasoner_temperature,
-                             force=force, forbid=list(forbid), seed=seed, delimiter=s.step_delimiter,
-                             min_step_tokens=s.min_step_tokens, min_step_chars=s.min_step_chars,
-                             first_step=first_step or s.first_step, unguided_tail=s.unguided_tail,
-                             continue_cut=s.continue_cut)
+                             force=force, forbid=list(forbid), seed=seed, delimiter=s["step_delimiter"],
+                             min_step_tokens=s["min_step_tokens"], min_step_chars=s["min_step_chars"],
+                             first_step=first_step or s["first_step"], unguided_tail=s["unguided_tail"],
+                             continue_cut=s["continue_cut"])
 
 
 async def get_state(request: Request) -> ServiceState:

@@ -174,8 +174,8 @@ async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | 
 async def solve_all(state: ServiceState, question: str, cfgs: list[EpisodeConfig], rids: list[str]
                     ) -> list[SolveResponse]:
     """A request's episodes side by side; the first error cancels the others (no reasoner call left running)."""
-    tasks = [asyncio.ensure_future(state.orchestrator.solve(question, c, request_id=r)) for c, r in zip(cfgs, rids,
-                                                                                                      strict=True)]
+    tasks = [asyncio.ensure_future(state.orchestrator_for(c.model).solve(question, c, request_id=r))
+             for c, r in zip(cfgs, rids, strict=True)]
     try:
         return list(await asyncio.gather(*tasks))
     finally:
@@ -204,7 +204,7 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
         prefix = cfg.delimiter if step > 0 and not steps[step].continued else ""
         return chunk(cid, model, created, reasoning(fields, prefix + steps[step].injected), index=index)
 
-    async for event in state.orchestrator.run(question, cfg, request_id=rid):
+    async for event in state.orchestrator_for(cfg.model).run(question, cfg, request_id=rid):
         if isinstance(event, StrategyChosen):
             steps[event.step.index] = event.step
         elif isinstance(event, TextDelta):
@@ -251,7 +251,7 @@ async def chat_completions(request: Request, state: State) -> Response:
     if not (isinstance(model, str) and model.startswith(RSIM_PREFIX)):
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model is required", param="model")
-        return await passthrough(state, raw, bool(body.get("stream")), rid)
+        return await passthrough(state, raw, bool(body.get("stream")), rid, model)
 
     try:
         req = ChatCompletionRequest.model_validate(body)
@@ -273,7 +273,7 @@ async def chat_completions(request: Request, state: State) -> Response:
     cfg = replace(cfg, max_total_tokens=req.budget, answer_stop=req.stops,
                   sampling={k: v for k, v in (("top_p", req.top_p), ("presence_penalty", req.presence_penalty),
                                               ("frequency_penalty", req.frequency_penalty)) if v is not None})
-    state.orchestrator.check(cfg)
+    state.orchestrator_for(reasoner_model).check(cfg)
     question, context = conversation_of(req)
     cfg = replace(cfg, context=context)
     return_trace = bool(opts and opts.return_trace)

@@ -13,15 +13,24 @@ router = APIRouter()
 
 @router.get("/ready")
 async def ready(state: State) -> dict:
-    try:
-        models = await state.refresh_models(max_age_s=0)
-    except RsimError as e:
-        raise NotReady(f"reasoner not ready: {e.message}") from None
+    """Ready when every upstream lists its models and the planner is ready (or may be missed)."""
+    upstreams, down = {}, []
+    for u in state.upstreams:
+        try:
+            upstreams[u.name] = {"status": "ready", "models": await u.refresh(max_age_s=0)}
+            state.metrics.upstream_up.labels(u.name).set(1)
+        except RsimError as e:
+            upstreams[u.name] = {"status": "down", "error": e.message}
+            state.metrics.upstream_up.labels(u.name).set(0)
+            down.append(f"{u.name}: {e.message}")
+    if down:
+        raise NotReady(f"reasoner not ready: {'; '.join(down)}")
+    models = await state.refresh_models(max_age_s=0)
     planner_ok = await state.planner.ready()
     if not planner_ok and state.settings.on_planner_down == "error":
         raise NotReady(f"planner not ready at {state.settings.planner_url}")
-    return {"status": "ready", "reasoner_models": models, "planner": "ready" if planner_ok else "degraded",
-            "catalog_version": state.catalog.version}
+    return {"status": "ready", "reasoner_models": models, "upstreams": upstreams,
+            "planner": "ready" if planner_ok else "degraded", "catalog_version": state.catalog.version}
 
 
 @router.get("/metrics")

@@ -11,6 +11,7 @@ outside this one)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import InvalidRequest, NotFound, RsimError, UpstreamError
 from service.sse import DONE, sse
+from service.routing import Upstream
 from service.state import RSIM_PREFIX, ServiceState, State
 from service.web import error_response, request_id, scope_request_id
 
@@ -55,19 +57,42 @@ class RelayedResponse(Response):
         self.raw_headers = [*raw_headers, (b"content-length", b"%d" % len(body))]
 
 
-async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str) -> Response:
-    """Forward a plain model's chat request untouched; relay status, body and content type (streamed when asked)."""
+async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str, model: str | None = None) -> Response:
+    """Forward a plain model's chat request untouched to the upstream serving it; relay status, body and
+    content type (streamed when asked)."""
     return await relay(state, "POST", "/chat/completions", raw, {"Content-Type": "application/json"}, rid,
-                       "chat_passthrough", stream=stream)
+                       "chat_passthrough", stream=stream, upstream=await upstream_of(state, model))
+
+
+async def upstream_of(state: ServiceState, model: str | None) -> Upstream:
+    """The upstream a request's model lives on: the only one, or by the model map (refreshed when the model
+    is new to it; an upstream that does not answer leaves the map as it was)."""
+    if len(state.upstreams) == 1:
+        return state.upstreams[0]
+    if model and model not in state.routes:
+        with contextlib.suppress(RsimError):
+            await state.refresh_models(max_age_s=0 if state.routes else 30)
+    return state.upstream_for(model)
+
+
+def model_of(raw: bytes) -> str | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
 
 
 async def relay(state: ServiceState, method: str, path: str, raw: bytes, headers: dict[str, str], rid: str,
-                endpoint: str, *, stream: bool = True) -> Response:
-    """Send `raw` to the reasoner's `path` (relative to its `/v1`, query included); relay its answer as it
+                endpoint: str, *, stream: bool = True, upstream: Upstream | None = None) -> Response:
+    """Send `raw` to the upstream's `path` (relative to its `/v1`, query included); relay its answer as it
     comes: status, end-to-end headers, and the body — streamed when it is an event stream."""
-    resp = await state.reasoner.open(method, path, data=raw if raw or method != "GET" else None,
-                                     headers={**headers, "X-Request-Id": rid})
+    upstream = upstream or state.upstreams[0]
+    resp = await upstream.reasoner.open(method, path, data=raw if raw or method != "GET" else None,
+                                        headers={**headers, "X-Request-Id": rid})
     state.metrics.count(endpoint, resp.status)
+    state.metrics.count_upstream(upstream.name, resp.status)
     headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_HEADERS]
     if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
         try:
@@ -134,7 +159,7 @@ class PassthroughFastPath:
         rid = scope_request_id(scope)
         try:
             response = await relay(state, scope["method"], upstream_path(scope), raw, forward_headers(headers), rid,
-                                   "passthrough")
+                                   "passthrough", upstream=await upstream_of(state, model_of(raw)))
         except RsimError as e:
             response = error_response(e, rid)
         await response(scope, receive, send)
@@ -157,7 +182,7 @@ class PassthroughFastPath:
             return
         rid = scope_request_id(scope)
         try:
-            response = await passthrough(state, raw, bool(body.get("stream")), rid)
+            response = await passthrough(state, raw, bool(body.get("stream")), rid, body.get("model"))
         except RsimError as e:  # nothing sent yet: answered as the route's error handler would
             response = error_response(e, rid)
         await response(scope, receive, send)
@@ -215,4 +240,5 @@ async def other_v1(rest: str, request: Request, state: State) -> Response:
         raise InvalidRequest(f"rsim/ models answer /v1/chat/completions only; send {path} requests with the plain "
                              "model id", param="model", code="unsupported_path")
     return await relay(state, request.method, upstream_path(request.scope), raw,
-                       forward_headers(dict(request.scope["headers"])), request_id(request), "passthrough")
+                       forward_headers(dict(request.scope["headers"])), request_id(request), "passthrough",
+                       upstream=await upstream_of(state, model_of(raw)))

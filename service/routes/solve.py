@@ -23,7 +23,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, rid: str) -> AsyncIterator[bytes]:
     try:
-        async for event in state.orchestrator.run(question, cfg, request_id=rid):
+        async for event in state.orchestrator_for(cfg.model).run(question, cfg, request_id=rid):
             if isinstance(event, StrategyChosen):
                 yield sse(event.step.model_dump(exclude={"text", "tokens", "reasoner_ms", "finish_reason"}),
                           "strategy")
@@ -53,13 +53,14 @@ async def solve(req: SolveRequest, request: Request, state: State):
     cfg = state.episode(model, max_steps=req.max_steps, max_tokens_per_step=req.max_tokens_per_step,
                         temperature=req.temperature, reasoner_temperature=req.reasoner_temperature,
                         force=req.force, forbid=req.forbid, seed=req.seed, first_step=req.first_step)
-    state.orchestrator.check(cfg)  # bad ids are a 400 before any stream starts
+    state.orchestrator_for(model).check(cfg)  # bad ids are a 400 before any stream starts
     if req.stream:
         return StreamingResponse(with_keepalive(solve_events(state, req.question, cfg, rid),
                                                 state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     try:
-        result = await cancel_on_disconnect(request, state.orchestrator.solve(req.question, cfg, request_id=rid))
+        result = await cancel_on_disconnect(request, state.orchestrator_for(model).solve(req.question, cfg,
+                                                                                         request_id=rid))
     except RsimError as e:
         state.metrics.requests.labels("solve", str(e.status_code)).inc()
         raise

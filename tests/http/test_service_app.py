@@ -101,7 +101,7 @@ async def test_user_catalog_file(fault_reasoner, tmp_path):
 
 def test_missing_required_setting_fails_fast(monkeypatch):
     monkeypatch.delenv("RSIM_REASONER_URL", raising=False)
-    with pytest.raises(ValueError, match="reasoner_url"):
+    with pytest.raises(ValueError, match="RSIM_REASONER_URL"):
         create_app()
 
 
