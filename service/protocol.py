@@ -214,3 +214,53 @@ class ChatCompletionRequest(BaseModel):
     @property
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+# --- what rsim/ models answer: OpenAI's chat completion and chunk, typed (field names as OpenAI's) ---
+
+
+class AssistantMessage(BaseModel):
+    """The answer in `content`; the chain of thought under each configured reasoning field (extra keys)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+
+
+class CompletionChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")  # `rsim`: the episode's steps, with return_trace and n > 1
+
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    model_config = ConfigDict(extra="allow")  # `rsim`: the first episode's steps, with return_trace
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: dict[str, Any]
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: dict[str, Any]  # role, content, or the reasoning fields; {} with the finish
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    model_config = ConfigDict(extra="allow")  # `rsim` on a choice's finish chunk, with return_trace
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: dict[str, Any] | None = None

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
 from service.injection import transcript
 from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
-from service.protocol import REASONING_EFFORT_STEPS, ChatCompletionRequest, SolveResponse, Usage
+from service.protocol import (REASONING_EFFORT_STEPS, AssistantMessage, ChatCompletion, ChatCompletionChunk,
+                              ChatCompletionRequest, ChunkChoice, CompletionChoice, SolveResponse, Usage)
 from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
 from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect
@@ -89,25 +90,21 @@ def chat_payload(results: SolveResponse | list[SolveResponse], model: str, creat
     """One choice per episode (a request's `n`); with `return_trace`, each choice's steps in its `rsim`, and
     the first one's also at the top level (where a single episode's always were)."""
     results = results if isinstance(results, list) else [results]
-    choices = []
-    for i, result in enumerate(results):
-        choice = {"index": i, "message": {"role": "assistant", "content": result.answer, **reasoning(fields, result.text)},
-                  "finish_reason": finish_of(result, budget), "logprobs": None}
-        if return_trace and len(results) > 1:
-            choice["rsim"] = trace_of(result)
-        choices.append(choice)
-    body: dict[str, Any] = {"id": cid or f"chatcmpl-{results[0].id}", "object": "chat.completion", "created": created,
-                            "model": model, "choices": choices, "usage": total_usage(results).openai()}
-    if return_trace:
-        body["rsim"] = trace_of(results[0])
-    return body
+    choices = [CompletionChoice(index=i, message=AssistantMessage(content=r.answer, **reasoning(fields, r.text)),
+                                finish_reason=finish_of(r, budget),
+                                **({"rsim": trace_of(r)} if return_trace and len(results) > 1 else {}))
+               for i, r in enumerate(results)]
+    body = ChatCompletion(id=cid or f"chatcmpl-{results[0].id}", created=created, model=model, choices=choices,
+                          usage=total_usage(results).openai(),
+                          **({"rsim": trace_of(results[0])} if return_trace else {}))
+    return body.model_dump()
 
 
 def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None,
           index: int = 0, **extra: Any) -> bytes:
-    return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-                **extra})
+    return sse(ChatCompletionChunk(id=cid, created=created, model=model, choices=[ChunkChoice(
+        index=index, delta=delta, finish_reason=finish_reason)], **extra).model_dump(exclude_none=False,
+                                                                                      exclude={"usage"}))
 
 
 async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIterator[Any]:
@@ -159,8 +156,8 @@ async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | 
                                                  budget, results) for i, cfg in enumerate(cfgs)]):
             yield data
         if include_usage:
-            yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [], "usage": total_usage([r for r in results if r is not None]).openai()})
+            yield sse(ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
+                                          usage=total_usage([r for r in results if r is not None]).openai()).model_dump())
     except RsimError as e:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         yield sse(e.envelope())

@@ -152,3 +152,28 @@ def test_n_runs_independent_episodes(service, fault_reasoner):
         assert sum(1 for c in cs if c.choices[0].finish_reason) == 1 and cs[-1].choices[0].finish_reason == "stop"
         assert "".join(c.choices[0].delta.content or "" for c in cs)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3 * one.usage.completion_tokens
+
+
+def test_payloads_are_the_sdks_types(service):
+    """What rsim/ models answer is built from typed models (service.protocol.ChatCompletion, …Chunk) and
+    parses as the official SDK's types, with no key the SDK does not define beyond the documented extras
+    (the reasoning fields, `rsim`)."""
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    extras = {"reasoning", "reasoning_content", "rsim"}
+    body = {"model": "rsim/ok", "messages": MSG, "n": 2, "rsim": {"return_trace": True}}
+    raw = httpx.post(f"{service}/v1/chat/completions", json=body, timeout=60).json()
+    typed = ChatCompletion.model_validate(raw)
+    assert set(raw) - set(ChatCompletion.model_fields) <= extras
+    for choice, parsed in zip(raw["choices"], typed.choices, strict=True):
+        assert set(choice) - set(type(parsed).model_fields) <= extras
+        assert set(choice["message"]) - set(type(parsed.message).model_fields) <= extras
+    with httpx.stream("POST", f"{service}/v1/chat/completions", timeout=60,
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    for event in events:
+        parsed = ChatCompletionChunk.model_validate(event)
+        assert set(event) - set(ChatCompletionChunk.model_fields) <= extras
+        for choice in parsed.choices:
+            assert set(choice.delta.model_extra or {}) <= extras
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] > 0
