@@ -219,7 +219,8 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
             return 2
         for name, c in changes.items():
             out.print(f"{name}: {c['records']} records, {c['changed']} verdicts changed, {c['right']} right, "
-                      f"{c['errors']} undecided")
+                      f"{c['errors']} undecided" + (f", {c['kept']} kept as they were (not rescorable)"
+                                                     if c["kept"] else ""))
         for kind, path in build_report(extra[0]).items():
             out.print(f"{kind}: {path}")
         return 0

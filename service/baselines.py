@@ -41,7 +41,8 @@ async def prompt_baseline(reasoner: OpenAIReasoner, question: str, cfg: EpisodeC
         async for chunk in write_step(reasoner, StepRequest(model=cfg.model, question=question, steps=written,
                                                             pending=instruction, max_tokens=budget, stop=stop,
                                                             temperature=cfg.reasoner_temperature, seed=cfg.seed,
-                                                            request_id=rid), cfg.bounds(label)):
+                                                            request_id=rid, delimiter=cfg.delimiter),
+                                  cfg.bounds(label)):
             if isinstance(chunk, StepDone):
                 trace.tokens, trace.finish_reason = chunk.completion_tokens, chunk.finish_reason
                 usage.add(chunk, reasoning=label != TERMINATION)

@@ -216,7 +216,7 @@ class Orchestrator:
                         model=cfg.model, question=question, context=cfg.context, steps=written, pending=injected,
                         max_tokens=cap,
                         stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id,
-                        glued=glued,
+                        glued=glued, delimiter=cfg.delimiter,
                         sampling=cfg.sampling), cfg.bounds(strategy_id)):
                     if isinstance(chunk, StepDone):
                         trace.finish_reason = chunk.finish_reason

@@ -35,6 +35,7 @@ class StepRequest:
     sampling: dict[str, Any] = field(default_factory=dict)  # top_p, presence/frequency penalties from the client
     context: Sequence[dict[str, str]] = ()  # the conversation before the question (chat messages)
     glued: bool = False  # this step goes on from the last one's last word, with no delimiter between
+    delimiter: str = "\n\n"  # what joins the steps of the chain of thought (the episode's)
 
 
 @dataclass
@@ -148,15 +149,13 @@ class OpenAIReasoner:
             common["min_tokens"] = req.min_tokens
         common.update(req.sampling)
         if self.mode == "completions":  # a raw prompt: the conversation goes in as a labelled transcript
-            cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume,
-                                   glue_pending=req.glued)
+            cot = chain_of_thought(req.steps, req.delimiter, req.pending + req.resume, glue_pending=req.glued)
             return "/completions", {**common, "prompt": completion_prompt(transcript(list(req.context), req.question),
                                                                           cot)}
         if self.mode == "turns":
             return "/chat/completions", {**common, "messages": [*req.context, *turn_messages(
                 req.question, req.steps, req.pending, req.resume)]}
-        cot = chain_of_thought(req.steps, req.stop[0] if req.stop else "\n\n", req.pending + req.resume,
-                                   glue_pending=req.glued)
+        cot = chain_of_thought(req.steps, req.delimiter, req.pending + req.resume, glue_pending=req.glued)
         messages = [*req.context, {"role": "user", "content": req.question}]
         if cot:
             messages.append({"role": "assistant", "content": cot})

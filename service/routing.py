@@ -52,10 +52,15 @@ class RouteSpec(BaseModel):
     @field_validator("episode")
     @classmethod
     def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Known keys, each checked with the service setting's own type and bounds (a bad value stops the
+        start-up, not a request)."""
+        from service.settings import ServiceSettings
+
         unknown = set(v) - EPISODE_KEYS
         if unknown:
             raise ValueError(f"unknown episode settings {sorted(unknown)}; known: {sorted(EPISODE_KEYS)}")
-        return v
+        checked = ServiceSettings.model_validate({"reasoner_url": "http://x", **v})
+        return {k: getattr(checked, k) for k in v}
 
     def key(self) -> str | None:
         if self.api_key_env:

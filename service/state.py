@@ -51,6 +51,8 @@ class ServiceState:
     def __post_init__(self) -> None:
         if not self.upstreams:
             self.upstreams = [Upstream("reasoner", self.reasoner, self.orchestrator)]
+        self._refreshing = asyncio.Lock()
+        self._defaults = self.settings.model_dump()  # the episode defaults, read per request
 
     def upstream_for(self, model: str | None) -> Upstream:
         """The upstream serving `model` (the first one for a model no upstream lists)."""
@@ -72,24 +74,34 @@ class ServiceState:
         digest = hashlib.sha256(given.encode()).hexdigest()
         return bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
 
-    def finished(self, question: str, result: SolveResponse, endpoint: str) -> None:
-        """Bookkeeping of every successful strategy-injected request: metrics and its trace."""
+    def finished(self, question: str, result: SolveResponse, endpoint: str | None) -> None:
+        """Bookkeeping of every finished episode: its metrics and trace, and the request counted as
+        answered (`endpoint`; None when the request holds several episodes and is counted once apart)."""
         self.metrics.observe(result)
-        self.metrics.requests.labels(endpoint, "200").inc()
+        if endpoint is not None:
+            self.metrics.requests.labels(endpoint, "200").inc()
         if self.traces is not None and not self.traces.record(question, result):
             self.metrics.traces_dropped.inc()
 
     async def refresh_models(self, *, max_age_s: float = 30.0) -> list[str]:
-        """Every upstream's models, in routing-file order (the first upstream listing an id serves it)."""
+        """Every upstream's models, in routing-file order (the first upstream listing an id serves it). An
+        upstream that does not answer keeps the models it listed last; only when none answers is it an
+        error. One refresh at a time: concurrent callers wait for it and share its answer."""
         if self.models and time.monotonic() - self.models_at < max_age_s:
             return self.models
-        listed = await asyncio.gather(*(u.refresh(max_age_s) for u in self.upstreams))
-        routes: dict[str, Upstream] = {}
-        for upstream, ids in zip(self.upstreams, listed, strict=True):
-            for mid in ids:
-                routes.setdefault(mid, upstream)
-        self.routes, self.models, self.models_at = routes, list(routes), time.monotonic()
-        return self.models
+        async with self._refreshing:
+            if self.models and time.monotonic() - self.models_at < max_age_s:
+                return self.models  # another caller refreshed while this one waited
+            listed = await asyncio.gather(*(u.refresh(max_age_s) for u in self.upstreams), return_exceptions=True)
+            failures = [x for x in listed if isinstance(x, BaseException)]
+            if len(failures) == len(listed):
+                raise failures[0]
+            routes: dict[str, Upstream] = {}
+            for upstream, ids in zip(self.upstreams, listed, strict=True):
+                for mid in (upstream.models if isinstance(ids, BaseException) else ids):
+                    routes.setdefault(mid, upstream)
+            self.routes, self.models, self.models_at = routes, list(routes), time.monotonic()
+            return self.models
 
     async def default_model(self) -> str:
         if self.settings.reasoner_model:
@@ -114,7 +126,7 @@ class ServiceState:
                 temperature: float | None, reasoner_temperature: float | None, force: str | None,
                 forbid: list[str], seed: int | None, first_step: str | None = None) -> EpisodeConfig:
         # the service's settings, then the model's upstream's episode defaults, then the request's own
-        s = {**self.settings.model_dump(), **self.upstream_for(model).episode}
+        s = {**self._defaults, **self.upstream_for(model).episode}
         return EpisodeConfig(model=model, max_steps=max_steps or s["max_steps"],
                              max_tokens_per_step=max_tokens_per_step or s["max_tokens_per_step"],
                              final_max_tokens=s["final_max_tokens"],

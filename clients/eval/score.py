@@ -77,8 +77,10 @@ def record_problem(rec: dict[str, Any]) -> Problem:
 
 def rescore_file(path: Path) -> dict[str, int]:
     """Score every record of one records file again with today's scorers, in place (each changed verdict
-    keeps the one before as `correct_before`); returns counts: records, changed, now right, undecided."""
-    counts = {"records": 0, "changed": 0, "right": 0, "errors": 0}
+    keeps the one before as `correct_before`); a record that cannot be scored again (written before
+    records carried what its scorer needs) keeps its verdict, marked `rescore_error`. Returns counts:
+    records, changed, now right, undecided (scorer errors), kept (not rescored)."""
+    counts = {"records": 0, "changed": 0, "right": 0, "errors": 0, "kept": 0}
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -89,7 +91,12 @@ def rescore_file(path: Path) -> dict[str, int]:
             try:
                 correct, error = verdict(rec["answer"], record_problem(rec))
             except (ValueError, SandboxUnavailable) as e:
-                correct, error = False, str(e)
+                rec["rescore_error"] = str(e)
+                counts["kept"] += 1
+                counts["right"] += bool(rec.get("correct"))
+                out.append(json.dumps(rec))
+                continue
+            rec.pop("rescore_error", None)
             if correct != rec.get("correct"):
                 counts["changed"] += 1
                 rec["correct_before"] = rec.get("correct")

@@ -74,7 +74,7 @@ class LocalReasoner:
 
     async def step(self, req: StepRequest) -> AsyncIterator[str | StepDone]:
         ep = self.episodes.setdefault(req.request_id or "", ReasonerEpisode())
-        delimiter = req.stop[0] if req.stop else "\n\n"
+        delimiter = req.delimiter
         if not ep.ids:
             ep.add_context(([self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else [])
                            + self.encode(completion_prompt(req.question, "")))

@@ -69,6 +69,14 @@ def reference_logp(policy: PolicyPlanner, records: list[Recorded]) -> torch.Tens
         return policy.logp(records, model=policy.reference).cpu()
 
 
+def parse_row(line: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def governed_tokens(result) -> list[int]:
     """Reasoner tokens each planner decision governs, in decision order: the step it chose, and the steps
     that only continued it (cut by their budget). [] when the steps and the decisions do not line up."""
@@ -236,9 +244,9 @@ def setup(cfg: TrainConfig, device: str | None = None):
         log.info("resumed from %s (step %d)", resume, start_step)
         metrics_path = cfg.run_dir / "metrics.jsonl"
         for path in (metrics_path, cfg.run_dir / "rollouts.jsonl"):
-            if path.is_file():  # drop rows of steps lost with the kill: they are about to be redone
-                kept = [line for line in path.read_text().splitlines()
-                        if line.strip() and json.loads(line)["step"] <= start_step]
+            if path.is_file():  # drop rows of steps lost with the kill (and a line it cut): they are redone
+                kept = [line for line in path.read_text().splitlines() if (row := parse_row(line)) is not None
+                        and row.get("step", 0) <= start_step]
                 path.write_text("".join(line + "\n" for line in kept))
     return model, tokenizer, optimizer, local, resume, start_step, data_position
 

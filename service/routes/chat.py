@@ -4,6 +4,7 @@ to the reasoner byte for byte. `GET /v1/models` lists both ids per reasoner mode
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -42,8 +43,10 @@ def text_of(content: str | list[dict[str, Any]] | None) -> str:
 
 def conversation_of(req: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
     """The question the loop solves — the last user turn — and the conversation before it as the reasoner's
-    messages: system (and developer) prompts as system, earlier user and assistant turns as they were, a
-    tool result as a user turn that says so. The loop writes the assistant turn, so the last turn is the user's."""
+    messages: system (and developer) prompts as one leading system message, earlier user and assistant
+    turns as they were, a tool result as a user turn that says so; turns of one role in a row are joined
+    (chat templates that want turns to alternate refuse them). The loop writes the assistant turn, so the
+    last turn is the user's."""
     turns = [(m.role, text_of(m.content)) for m in req.messages]
     last = max((i for i, (role, text) in enumerate(turns) if role == "user" and text), default=None)
     if last is None:
@@ -51,9 +54,20 @@ def conversation_of(req: ChatCompletionRequest) -> tuple[str, list[dict[str, str
     if any(text for _, text in turns[last + 1:]):
         raise InvalidRequest("on rsim/ models the conversation must end with a user turn: the strategy loop writes "
                              "the assistant's", param=f"messages.{last + 1}")
-    context = [{"role": CONTEXT_ROLES.get(role, "user"),
-                "content": text if role in CONTEXT_ROLES else f"Tool result: {text}"}
-               for role, text in turns[:last] if text]
+    system = [text for role, text in turns[:last] if text and CONTEXT_ROLES.get(role) == "system"]
+    context: list[dict[str, str]] = [{"role": "system", "content": "\n\n".join(system)}] if system else []
+    for role, text in turns[:last]:
+        if not text or CONTEXT_ROLES.get(role) == "system":
+            continue
+        role_out = CONTEXT_ROLES.get(role, "user")
+        content = text if role in CONTEXT_ROLES else f"Tool result: {text}"
+        if context and context[-1]["role"] == role_out:  # strict chat templates want turns to alternate
+            context[-1]["content"] += "\n\n" + content
+        else:
+            context.append({"role": role_out, "content": content})
+    if context and context[-1]["role"] == "user":  # the question is a user turn too: one turn, in order
+        context[-1]["content"] += "\n\n" + turns[last][1]
+        return context.pop()["content"], context
     return turns[last][1], context
 
 
@@ -111,8 +125,9 @@ async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIte
     """Items of several async iterators as they come (a bounded queue between them); the first error ends
     it, and the others are cancelled."""
     if len(streams) == 1:
-        async for item in streams[0]:
-            yield item
+        async with contextlib.aclosing(streams[0]) as only:  # type: ignore[type-var]
+            async for item in only:
+                yield item
         return
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=bound)
     end = object()
@@ -121,10 +136,14 @@ async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIte
         try:
             async for item in stream:
                 await queue.put(item)
-        except BaseException as e:  # handed to the reader, which raises it
+        except asyncio.CancelledError:
+            raise  # the reader is gone or done: nothing to hand on
+        except Exception as e:  # handed to the reader, which raises it
             await queue.put(e)
         else:
             await queue.put(end)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]  # its reasoner call ends with it
 
     tasks = [asyncio.create_task(pump(s)) for s in streams]
     try:
@@ -133,7 +152,7 @@ async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIte
             item = await queue.get()
             if item is end:
                 left -= 1
-            elif isinstance(item, BaseException):
+            elif isinstance(item, Exception):
                 raise item
             else:
                 yield item
@@ -152,9 +171,12 @@ async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | 
     results: list[SolveResponse | None] = [None] * len(cfgs)
     rids = episode_ids(rid, len(cfgs))
     try:
-        async for data in merged([episode_chunks(state, question, cfg, model, rids[i], cid, created, i, return_trace,
-                                                 budget, results) for i, cfg in enumerate(cfgs)]):
-            yield data
+        async with contextlib.aclosing(merged([episode_chunks(state, question, cfg, model, rids[i], cid, created, i,
+                                                              return_trace, budget, results)
+                                               for i, cfg in enumerate(cfgs)])) as chunks:
+            async for data in chunks:  # a client that leaves closes this, and every episode with it
+                yield data
+        state.metrics.requests.labels("chat_rsim", "200").inc()
         if include_usage:
             yield sse(ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
                                           usage=total_usage([r for r in results if r is not None]).openai()).model_dump())
@@ -213,7 +235,7 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
                 yield opening(event.step.index)
         elif isinstance(event, Finished):
             result = results[index] = event.result
-            state.finished(transcript(cfg.context, question), result, "chat_rsim")
+            state.finished(transcript(cfg.context, question), result, None)  # the request is counted once
             yield chunk(cid, model, created, {"content": result.answer}, index=index)
             extra = {"rsim": trace_of(result)} if return_trace else {}
             yield chunk(cid, model, created, {}, finish_of(result, budget), index=index, **extra)
@@ -262,7 +284,8 @@ async def chat_completions(request: Request, state: State) -> Response:
     opts = req.rsim
     max_steps = opts.max_steps if opts and opts.max_steps else None
     if req.reasoning_effort is not None and max_steps is None:  # the step budget, from the default
-        max_steps = max(1, min(64, round(state.settings.max_steps * REASONING_EFFORT_STEPS[req.reasoning_effort])))
+        default = state.upstream_for(reasoner_model).episode.get("max_steps", state.settings.max_steps)
+        max_steps = max(1, min(64, round(default * REASONING_EFFORT_STEPS[req.reasoning_effort])))
     cfg = state.episode(reasoner_model, max_steps=max_steps,
                         max_tokens_per_step=opts.max_tokens_per_step if opts else None,
                         temperature=opts.temperature if opts else None, reasoner_temperature=req.temperature,
@@ -287,8 +310,8 @@ async def chat_completions(request: Request, state: State) -> Response:
     except RsimError as e:
         state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
         raise
-    for result in results:
-        state.finished(transcript(cfg.context, question), result, "chat_rsim")
+    for i, result in enumerate(results):
+        state.finished(transcript(cfg.context, question), result, "chat_rsim" if i == 0 else None)
     return JSONResponse(chat_payload(list(results), req.model, int(time.time()), return_trace, state.reasoning_fields,
                                      req.budget, cid=f"chatcmpl-{rid}"))
 

@@ -25,7 +25,7 @@ async def ready(state: State) -> dict:
             down.append(f"{u.name}: {e.message}")
     if down:
         raise NotReady(f"reasoner not ready: {'; '.join(down)}")
-    models = await state.refresh_models(max_age_s=0)
+    models = await state.refresh_models(max_age_s=1.0)  # the model map from the lists just read (no second call)
     planner_ok = await state.planner.ready()
     if not planner_ok and state.settings.on_planner_down == "error":
         raise NotReady(f"planner not ready at {state.settings.planner_url}")

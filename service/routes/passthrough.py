@@ -30,20 +30,18 @@ OWN_PATHS = frozenset({"/v1/models", "/v1/feedback", "/v1/strategies"})  # answe
 FORWARDED_HEADERS = frozenset({b"content-type", b"accept", b"openai-beta"})  # what the reasoner needs of the client's
 
 
+UNKNOWN_MODEL_REFRESH_S = 5.0  # an id no upstream lists refreshes the model map at most this often
+
+
 def forwarded(path: str) -> bool:
     """Paths relayed to the reasoner as they are: all of `/v1/` but chat (decided by model) and rsim's own."""
     return (path.startswith("/v1/") and path != CHAT_PATH and path not in OWN_PATHS
             and not path.startswith("/v1/models/"))
 
 
-def names_rsim_model(raw: bytes) -> bool:
-    """Whether a body is a JSON object asking for an `rsim/` model (those answer chat completions only)."""
-    try:
-        body = json.loads(raw)
-    except ValueError:  # not JSON (a multipart upload, say): no model of ours in it
-        return False
-    model = body.get("model") if isinstance(body, dict) else None
-    return isinstance(model, str) and model.startswith(RSIM_PREFIX)
+def names_rsim_model(model: str | None) -> bool:
+    """Whether a request asks for an `rsim/` model (those answer chat completions only)."""
+    return model is not None and model.startswith(RSIM_PREFIX)
 # per-hop headers, and ours: the body is relayed as it came, so its Content-Encoding goes with it
 HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"server", b"date",
                          b"x-request-id"})
@@ -69,13 +67,14 @@ async def upstream_of(state: ServiceState, model: str | None) -> Upstream:
     is new to it; an upstream that does not answer leaves the map as it was)."""
     if len(state.upstreams) == 1:
         return state.upstreams[0]
-    if model and model not in state.routes:
+    if model and model not in state.routes:  # new to the map: look again, at most every few seconds
         with contextlib.suppress(RsimError):
-            await state.refresh_models(max_age_s=0 if state.routes else 30)
+            await state.refresh_models(max_age_s=UNKNOWN_MODEL_REFRESH_S)
     return state.upstream_for(model)
 
 
 def model_of(raw: bytes) -> str | None:
+    """The `model` of a JSON object body; None for anything else (a multipart upload, say)."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -153,27 +152,23 @@ class PassthroughFastPath:
             return
         state: ServiceState = scope["app"].state.rsim
         headers = dict(scope["headers"])
-        if not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or names_rsim_model(raw):
+        model = model_of(raw) if raw else None
+        if not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or names_rsim_model(model) \
+                or not clean_path(scope["path"]):
             await self.app(scope, replay(raw, receive), send)
             return
         rid = scope_request_id(scope)
         try:
             response = await relay(state, scope["method"], upstream_path(scope), raw, forward_headers(headers), rid,
-                                   "passthrough", upstream=await upstream_of(state, model_of(raw)))
+                                   "passthrough", upstream=await upstream_of(state, model))
         except RsimError as e:
             response = error_response(e, rid)
         await response(scope, receive, send)
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks = []
-        while True:  # the body is bounded by BodyLimitMiddleware, outside this one
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before its body arrived: nobody to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        raw = b"".join(chunks)
+        raw = await read_body(receive)
+        if raw is None:
+            return  # the client left before its body arrived: nobody to answer
         state: ServiceState = scope["app"].state.rsim
         body = plain_model_request(raw)
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
@@ -198,6 +193,13 @@ async def read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def clean_path(path: str) -> bool:
+    """No `.`/`..` segment, written plain or percent-encoded: a forwarded path stays under the upstream's /v1."""
+    from urllib.parse import unquote
+
+    return not any(seg in (".", "..") for seg in unquote(path).split("/"))
 
 
 def upstream_path(scope: Scope) -> str:
@@ -235,10 +237,13 @@ async def other_v1(rest: str, request: Request, state: State) -> Response:
     path = "/v1/" + rest
     if not forwarded(path):
         raise NotFound(f"no route {request.method} {path}")
+    if not clean_path(request.scope["path"]):
+        raise InvalidRequest("the path has '.' or '..' segments; forwarded paths must be plain", code="invalid_path")
     raw = await request.body()
-    if names_rsim_model(raw):
+    model = model_of(raw) if raw else None
+    if names_rsim_model(model):
         raise InvalidRequest(f"rsim/ models answer /v1/chat/completions only; send {path} requests with the plain "
                              "model id", param="model", code="unsupported_path")
     return await relay(state, request.method, upstream_path(request.scope), raw,
                        forward_headers(dict(request.scope["headers"])), request_id(request), "passthrough",
-                       upstream=await upstream_of(state, model_of(raw)))
+                       upstream=await upstream_of(state, model))

@@ -110,12 +110,17 @@ def test_the_conversation_is_kept_as_messages(service, fault_reasoner, tiny_plan
         {"role": "tool", "content": "apples=3", "tool_call_id": "c1"},
         {"role": "user", "content": [{"type": "text", "text": "I buy 2 more. How many?"}]}])
     sent = calls(fault_reasoner, "conv-1")
-    assert sent[0]["messages"][:5] == [
+    assert sent[0]["messages"][:4] == [  # turns of one role in a row joined: strict templates want alternation
         {"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "I have 3 apples."},
-        {"role": "assistant", "content": "Noted: 3 apples."}, {"role": "user", "content": "Tool result: apples=3"},
-        {"role": "user", "content": "I buy 2 more. How many?"}]
-    assert all(b["messages"][:5] == sent[0]["messages"][:5] for b in sent)  # every step, the answer's too
-    assert [m["role"] for m in sent[-1]["messages"][5:]] == ["assistant"]  # then the chain of thought
+        {"role": "assistant", "content": "Noted: 3 apples."},
+        {"role": "user", "content": "Tool result: apples=3\n\nI buy 2 more. How many?"}]
+    assert all(b["messages"][:4] == sent[0]["messages"][:4] for b in sent)  # every step, the answer's too
+    assert [m["role"] for m in sent[-1]["messages"][4:]] == ["assistant"]  # then the chain of thought
+    client.chat.completions.create(model="rsim/ok", extra_headers={"X-Request-Id": "conv-2"}, messages=[
+        {"role": "user", "content": "Hi."}, {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "2 + 3?"}])
+    assert calls(fault_reasoner, "conv-2")[0]["messages"][:2] == [  # a system prompt goes first, always
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi.\n\n2 + 3?"}]
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="rsim/ok", messages=[
             {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Let me think"}])

@@ -87,3 +87,36 @@ def test_a_bad_routing_file_stops_the_service_with_a_message(tmp_path):
     none = subprocess.run([sys.executable, "-c", "from service.settings import ServiceSettings; ServiceSettings()"],
                           cwd=REPO, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120)
     assert none.returncode != 0 and "RSIM_REASONER_URL" in none.stderr and "RSIM_ROUTES_FILE" in none.stderr
+
+
+def test_one_upstream_down_leaves_the_others_serving(fault_reasoner, tiny_planner, work_dir):
+    from tests.support.procs import free_port
+
+    routes = work_dir / "routes-down.yaml"
+    routes.write_text(f"""reasoners:
+  - name: dead
+    url: http://127.0.0.1:{free_port()}/v1
+  - name: fake
+    url: {fault_reasoner.url}
+    models: [ok]
+""")
+    port, ctx = start_service(work_dir, "", tiny_planner.url, "service-routed-down", RSIM_ROUTES_FILE=str(routes),
+                              RSIM_RETRIES="0")
+    with ctx:
+        url = f"http://127.0.0.1:{port}"
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        assert {m.id for m in client.models.list()} == {"ok", "rsim/ok"}
+        r = client.chat.completions.create(model="rsim/ok", messages=[{"role": "user", "content": "2 + 3?"}])
+        assert r.choices[0].message.content
+        ready = httpx.get(f"{url}/ready", timeout=30)
+        assert ready.status_code == 503 and "dead" in ready.json()["error"]["message"]
+
+
+def test_a_bad_episode_value_stops_the_start_up(tmp_path):
+    from service.routing import RoutesFile
+
+    with pytest.raises(ValueError, match="first_step"):
+        RoutesFile.model_validate({"reasoners": [{"name": "a", "url": "http://x/v1",
+                                                  "episode": {"first_step": "Reasoner"}}]})
+    ok = RoutesFile.model_validate({"reasoners": [{"name": "a", "url": "http://x/v1", "episode": {"max_steps": "6"}}]})
+    assert ok.reasoners[0].episode == {"max_steps": 6}

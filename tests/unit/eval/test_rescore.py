@@ -51,6 +51,6 @@ def test_rescore_refuses_what_it_cannot_score(tmp_path):
 
     path = tmp_path / "code.jsonl"
     path.write_text(json.dumps(record(0, "humaneval", "def f(): pass", "", True)) + "\n")
-    counts = rescore_file(path)  # an old code record without its tests: undecided, counted wrong, said why
+    counts = rescore_file(path)  # an old code record without its tests: kept as it was, and said why
     rec = json.loads(path.read_text())
-    assert counts["errors"] == 1 and rec["correct"] is False and "no tests" in rec["scoring_error"]
+    assert counts["kept"] == 1 and rec["correct"] is True and "no tests" in rec["rescore_error"]
