@@ -64,15 +64,20 @@ class NoReasoner:  # joint mode never calls an HTTP reasoner
     pass
 
 
-@pytest.mark.parametrize(("lam", "moves"), [(1.0, "planner"), (0.0, "reasoner")])
-async def test_lambda_decides_which_model_learns(tiny_model, tmp_path, lam, moves):
+async def one_joint_step(tiny_model, tmp_path, lam: float, *, lr: float):
+    """One joint-mode optimizer step at stage weight λ on two tiny problems; the checkpoint folder."""
     cfg = TrainConfig(run_dir=tmp_path / "run", planner_model=str(tiny_model), mode="joint",
                       reasoner={"local_model": str(tiny_model), "temperature": 1.0},
                       lora={"target_modules": ["q_proj", "v_proj"]}, max_steps=1, batch_size=2, group_size=6,
-                      episode_max_steps=3, max_tokens_per_step=4, final_max_tokens=4, lr=1e-2,
+                      episode_max_steps=3, max_tokens_per_step=4, final_max_tokens=4, lr=lr,
                       joint_lambda_stage1=lam, joint_switch_step=10, save_every=1, threads=1, seed=1)
     problems = [Problem(question=f"What is {i} + 1?", answer=str(i + 1), task="synthetic") for i in range(2)]
-    last = await train(cfg, reasoner=NoReasoner(), problems_list=problems)
+    return await train(cfg, reasoner=NoReasoner(), problems_list=problems)
+
+
+@pytest.mark.parametrize(("lam", "moves"), [(1.0, "planner"), (0.0, "reasoner")])
+async def test_lambda_decides_which_model_learns(tiny_model, tmp_path, lam, moves):
+    last = await one_joint_step(tiny_model, tmp_path, lam, lr=1e-2)
     planner = load_file(last / "adapter_model.safetensors")
     reasoner = load_file(last / "reasoner" / "adapter_model.safetensors")
 
@@ -88,13 +93,7 @@ async def test_the_stage_weight_survives_adam(tiny_model, tmp_path, lam):
     """λ scaled only the two losses, and Adam's per-parameter normalisation cancelled it: stage 1 (0.7) and
     stage 2 (0.3) moved both models alike. With each agent's learning rate scaled by its weight, one step
     moves the planner's LoRA weights λ/(1 − λ) times as far as the reasoner's (same model, same adapter)."""
-    cfg = TrainConfig(run_dir=tmp_path / "run", planner_model=str(tiny_model), mode="joint",
-                      reasoner={"local_model": str(tiny_model), "temperature": 1.0},
-                      lora={"target_modules": ["q_proj", "v_proj"]}, max_steps=1, batch_size=2, group_size=6,
-                      episode_max_steps=3, max_tokens_per_step=4, final_max_tokens=4, lr=1e-3,
-                      joint_lambda_stage1=lam, joint_switch_step=10, save_every=1, threads=1, seed=1)
-    problems = [Problem(question=f"What is {i} + 1?", answer=str(i + 1), task="synthetic") for i in range(2)]
-    last = await train(cfg, reasoner=NoReasoner(), problems_list=problems)
+    last = await one_joint_step(tiny_model, tmp_path, lam, lr=1e-3)
 
     def step_size(weights):  # lora_B starts at zero: its norm is the step taken
         return sum(float(v.float().norm()) ** 2 for k, v in weights.items() if "lora_B" in k) ** 0.5
