@@ -38,15 +38,24 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+PATHS = {  # what is forwarded, and the bodies sent there
+    "chat": ("/v1/chat/completions", BODY, STREAM_BODY),
+    "completions": ("/v1/completions",
+                    json.dumps({"model": "sim", "prompt": "hello", "max_tokens": 8}).encode(),
+                    json.dumps({"model": "sim", "prompt": "hello", "max_tokens": 8, "stream": True}).encode()),
+}
+
+
 def run(levels: list[int], rounds: int, seconds: float, stream_seconds: float, peers: list[str], ttft_ms: float,
-        logs: Path) -> dict:
+        logs: Path, path: str = "chat") -> dict:
     for p in peers:
         if not stack.peer_installed(p):
             sys.exit(f"{p} is not installed under {stack.PEERS_DIR}: run `bash loadtests/install_peers.sh {p}`")
     with contextlib.ExitStack() as es:
         sim = es.enter_context(stack.sim_reasoner(logs, ttft_ms=ttft_ms, tokens=8))
+        url_path, body, stream_body = PATHS[path]
         targets = [sim, es.enter_context(stack.bare_passthrough(logs, sim.url, framework=False)),
-                   es.enter_context(stack.bare_passthrough(logs, sim.url)),
+                   *([es.enter_context(stack.bare_passthrough(logs, sim.url))] if path == "chat" else []),
                    es.enter_context(stack.rsim_service(logs, sim.url, planner_url="http://127.0.0.1:9")),
                    *(es.enter_context(getattr(stack, p)(logs, sim.url)) for p in peers)]
         plain = {t.name: {c: Sample() for c in levels} for t in targets}
@@ -58,11 +67,11 @@ def run(levels: list[int], rounds: int, seconds: float, stream_seconds: float, p
                 order = list(targets)
                 random.Random(rnd * 1000 + c).shuffle(order)
                 for t in order:
-                    url = f"{t.url}/v1/chat/completions"
-                    plain[t.name][c].add(asyncio.run(load(url, BODY, concurrency=c, seconds=seconds,
+                    url = f"{t.url}{url_path}"
+                    plain[t.name][c].add(asyncio.run(load(url, body, concurrency=c, seconds=seconds,
                                                           headers=t.headers, pid=t.pid)))
                     if stream_seconds:
-                        streamed[t.name][c].add(asyncio.run(load(url, STREAM_BODY, concurrency=c,
+                        streamed[t.name][c].add(asyncio.run(load(url, stream_body, concurrency=c,
                                                                  seconds=stream_seconds, headers=t.headers,
                                                                  stream=True)))
                     done += 1
@@ -125,11 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--short", action="store_true", help="a few seconds in all (CI): levels 1,8, one round")
     p.add_argument("--logs", type=Path, default=Path(".work/bench-logs/passthrough"))
     p.add_argument("--out", type=Path, help="write the results as JSON")
+    p.add_argument("--path", default="chat", choices=sorted(PATHS),
+                   help="what is forwarded: chat (plain-model chat completions) or completions (/v1/completions, "
+                        "one of the other /v1 paths; the FastAPI floor and the peers forward chat only)")
     a = p.parse_args(argv)
     if a.short:
         a.concurrency, a.rounds, a.seconds, a.stream_seconds = "1,8", 1, 0.5, 0.3
     results = run([int(x) for x in a.concurrency.split(",")], a.rounds, a.seconds, a.stream_seconds,
-                  [x for x in a.peers.split(",") if x], a.ttft_ms, a.logs)
+                  [x for x in a.peers.split(",") if x], a.ttft_ms, a.logs, a.path)
     results["ratios"] = ratios(results)
     print(report(results))
     save(results, a.out)

@@ -83,7 +83,7 @@ def create_asgi_app():
                 message = await receive()
                 chunks.append(message.get("body", b""))
                 more = message.get("more_body", False)
-            async with session[0].post(os.environ[UPSTREAM] + "/chat/completions", data=b"".join(chunks),
+            async with session[0].post(os.environ[UPSTREAM] + scope["path"].removeprefix("/v1"), data=b"".join(chunks),
                                        headers={"content-type": "application/json"}) as r:
                 status, body = r.status, await r.read()
         await send({"type": "http.response.start", "status": status,

@@ -74,6 +74,10 @@ def test_passthrough_benchmark_short_mode(tmp_path, capsys):
     assert results["targets"]["rsim"][1]["cpu_ms_per_req"] > 0
     assert "rsim ceiling / bare ceiling" in results["ratios"] and "ceilings" in capsys.readouterr().out
 
+    other = bench_passthrough.main(["--short", "--path", "completions", "--logs", str(tmp_path / "logs-completions")])
+    assert set(other["targets"]) == {"direct", "asgi", "rsim"}  # /v1/completions, forwarded the same way
+    assert all(per[c]["errors"] == 0 and per[c]["requests"] > 0 for per in other["targets"].values() for c in (1, 8))
+
 
 def test_step_cpu_benchmark_short_mode(tmp_path, capsys):
     from loadtests import bench_step_cpu
