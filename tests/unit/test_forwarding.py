@@ -1,0 +1,19 @@
+"""What the forwarding fast path refuses: dot segments (plain or percent-encoded) in a forwarded path, an
+rsim/ model on a path other than chat; what it forwards: every other /v1 path but rsim's own."""
+
+from service.routes.passthrough import clean_path, forwarded, model_of, names_rsim_model
+
+
+def test_dot_segments_are_refused_plain_or_encoded():
+    assert clean_path("/v1/completions") and clean_path("/v1/files/file-1.jsonl")
+    for bad in ("/v1/../metrics", "/v1/./completions", "/v1/%2e%2e/admin/reload", "/v1/models/%2E%2E"):
+        assert not clean_path(bad), bad
+
+
+def test_which_paths_and_models_are_forwarded():
+    assert forwarded("/v1/completions") and forwarded("/v1/embeddings") and forwarded("/v1/responses")
+    for own in ("/v1/chat/completions", "/v1/models", "/v1/models/x", "/v1/feedback", "/v1/strategies", "/solve"):
+        assert not forwarded(own), own
+    assert names_rsim_model(model_of(b'{"model": "rsim/m", "prompt": "x"}'))
+    assert not names_rsim_model(model_of(b'{"model": "m"}')) and not names_rsim_model(model_of(b"--multipart--"))
+    assert model_of(b"[1, 2]") is None and model_of(b'{"model": 3}') is None
