@@ -114,11 +114,9 @@ class Upstream:
     models_at: float = 0.0
 
     async def refresh(self, max_age_s: float) -> list[str]:
-        if self.listed is not None and self.models_at and time.monotonic() - self.models_at < max_age_s:
-            return self.listed
         if self.models and time.monotonic() - self.models_at < max_age_s:
             return self.models
-        served = [m["id"] for m in await self.reasoner.list_models() if "id" in m]
+        served = [m["id"] for m in await self.reasoner.list_models() if "id" in m]  # also its health check
         self.models = self.listed if self.listed is not None else served
         self.models_at = time.monotonic()
         return self.models
