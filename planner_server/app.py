@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.types import Scope
 
 from planner_server.backends import PlannerBackend, build_backend
 from planner_server.batcher import MicroBatcher
@@ -17,12 +18,28 @@ from planner_server.routes import admin, health, plan
 from planner_server.settings import PlannerSettings
 from planner_server.state import PlannerState
 from service.catalog import load_catalog
-from service.web import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers, install_health
+from service.web import (BodyLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware, install_error_handlers,
+                         install_health)
 
 log = logging.getLogger("rsim.planner")
 
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a plan request is a question and its steps: bounded well below this
+
+
+_ENDPOINTS = {"/v1/plan": "plan", "/v1/plan/batch": "plan_batch", "/v1/strategies": "strategies",
+              "/admin/reload": "admin_reload", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
+
+
+def endpoint_label(scope: Scope) -> str:
+    """`rsim_planner_requests_total`'s endpoint: the server's own paths by name, anything else `other`."""
+    return _ENDPOINTS.get(scope["path"], "other")
+
+
+def count_request(scope: Scope, endpoint: str, status: int) -> None:
+    state = getattr(scope["app"].state, "planner", None)
+    if state is not None:
+        state.metrics.requests.labels(endpoint, str(status)).inc()
 
 
 def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBackend | None = None) -> FastAPI:
@@ -48,7 +65,8 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
                 return
             state.batcher = MicroBatcher(state.label_logits, max_batch=settings.max_batch,
                                          max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
-                                         timeout_s=settings.request_timeout_s, on_batch=on_batch)
+                                         timeout_s=settings.request_timeout_s, on_batch=on_batch,
+                                         on_reject=state.metrics.rejected.inc)
             state.batcher.start()
             log.info("planner ready: %s (catalog %s)", state.backend.version, catalog.version)
             if settings.watch_s:
@@ -71,6 +89,7 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
     app = FastAPI(title="rsim planner", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, label=endpoint_label, count=count_request)
     install_error_handlers(app)
     install_health(app)
     app.include_router(plan.router)

@@ -22,9 +22,9 @@ class MicroBatcher(Generic[T, R]):
 
     def __init__(self, run_batch: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int, max_wait_ms: float,
                  queue_size: int, timeout_s: float = 30.0,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None, on_reject: Callable[[], None] | None = None):
         self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_ms / 1000
-        self.timeout_s, self.on_batch = timeout_s, on_batch
+        self.timeout_s, self.on_batch, self.on_reject = timeout_s, on_batch, on_reject
         self.queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
         self._running: asyncio.Event = asyncio.Event()  # set while no batch is in flight
@@ -58,6 +58,8 @@ class MicroBatcher(Generic[T, R]):
         try:
             self.queue.put_nowait((item, fut))
         except asyncio.QueueFull:
+            if self.on_reject is not None:
+                self.on_reject()
             raise Overloaded(f"planner queue is full ({self.queue.maxsize} waiting)", retry_after_s=1) from None
         try:
             return await asyncio.wait_for(asyncio.shield(fut), self.timeout_s)

@@ -20,3 +20,5 @@ class PlannerMetrics:
         self.queue_depth = Gauge("rsim_planner_queue_depth", "Decisions waiting for a batch", registry=self.registry)
         self.rejected = Counter("rsim_planner_rejected", "Decisions refused because the queue was full",
                                 registry=self.registry)
+        self.requests = Counter("rsim_planner_requests", "Requests by endpoint and status", ["endpoint", "status"],
+                                registry=self.registry)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import Scope
 
 from service.catalog import load_catalog
 from service.limits import Limiter, LimitsMiddleware
@@ -16,14 +17,34 @@ from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
 from service.reasoner import OpenAIReasoner, make_session
 from service.routes import chat, feedback, health, passthrough, solve
-from service.routes.passthrough import PassthroughFastPath
+from service.routes.passthrough import CHAT_PATH, PassthroughFastPath, forwarded
 from service.routing import Upstream, load_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState, require_api_key
 from service.traces import TraceStore
-from service.web import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers, install_health
+from service.web import (BodyLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware, install_error_handlers,
+                         install_health)
 
 log = logging.getLogger("rsim.service")
+
+
+_OWN_ENDPOINTS = {"/solve": "solve", CHAT_PATH: "chat", "/v1/models": "models", "/v1/feedback": "feedback",
+                  "/v1/strategies": "strategies", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
+
+
+def endpoint_label(scope: Scope) -> str:
+    """`rsim_requests_total`'s endpoint: rsim's own paths by name, forwarded paths as one, anything else as
+    `other` (a client's made-up paths never become labels). Chat is refined by its route (`chat_rsim`,
+    `chat_passthrough`) once the model is known; `chat` is a chat request refused before that."""
+    path = scope["path"]
+    return _OWN_ENDPOINTS.get(path) or ("passthrough" if forwarded(path) else
+                                        "models" if path.startswith("/v1/models/") else "other")
+
+
+def count_request(scope: Scope, endpoint: str, status: int) -> None:
+    state = getattr(scope["app"].state, "rsim", None)
+    if state is not None:  # None only before start-up finished
+        state.metrics.count(endpoint, status)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -72,6 +93,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.add_middleware(LimitsMiddleware, limiter=Limiter(settings.rate_limit_rpm, settings.max_concurrent_per_client))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestMetricsMiddleware, label=endpoint_label, count=count_request)  # outermost: sees every status
     install_error_handlers(app)
     install_health(app)
     authed = [Depends(require_api_key)]

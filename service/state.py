@@ -74,12 +74,10 @@ class ServiceState:
         digest = hashlib.sha256(given.encode()).hexdigest()
         return bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
 
-    def finished(self, question: str, result: SolveResponse, endpoint: str | None) -> None:
-        """Bookkeeping of every finished episode: its metrics and trace, and the request counted as
-        answered (`endpoint`; None when the request holds several episodes and is counted once apart)."""
+    def finished(self, question: str, result: SolveResponse) -> None:
+        """Bookkeeping of every finished episode: its metrics and trace (the request itself is counted by
+        `RequestMetricsMiddleware`, once, however many episodes it held)."""
         self.metrics.observe(result)
-        if endpoint is not None:
-            self.metrics.requests.labels(endpoint, "200").inc()
         if self.traces is not None and not self.traces.record(question, result):
             self.metrics.traces_dropped.inc()
 

@@ -1,9 +1,11 @@
-"""HTTP plumbing shared by both apps: error handlers and the request-id middleware (L2)."""
+"""HTTP plumbing shared by both apps: error handlers, the request-id and request-metrics middlewares (L2)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,6 +55,45 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class RequestMetricsMiddleware:
+    """Every HTTP request counted once, by endpoint and status, whatever answered it: a route, an error
+    handler, a middleware refusing it (400, 401, 404, 413, 429), the passthrough fast path, or an exception
+    (500). `label(scope)` names the endpoint from the path (a bounded set: unknown paths are one label);
+    a route may name it more precisely (`scope["state"]["endpoint"]`), and a stream whose episode failed
+    after its 200 went out records the error's status (`scope["state"]["outcome_status"]`). A request whose
+    client left counts as 499. Counted when the response has ended, so a stream counts once it is done."""
+
+    def __init__(self, app: ASGIApp, *, label: Callable[[Scope], str], count: Callable[[Scope, str, int], None]):
+        self.app, self.label, self.count = app, label, count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+        # this request's own state: a server may hand every request the same lifespan-state dict (ASGI
+        # servers copy it; some test transports do not), and one request's endpoint must not label the next
+        scope["state"] = {k: v for k, v in (scope.get("state") or {}).items() if k not in ("endpoint", "outcome_status")}
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except asyncio.CancelledError:
+            status = 499 if status is None else status  # the server cancelled it: the client is gone
+            raise
+        except Exception:
+            status = 500 if status is None else status  # the server error middleware outside answers 500
+            raise
+        finally:
+            state = scope.get("state", {})
+            self.count(scope, state.get("endpoint") or self.label(scope), state.get("outcome_status") or status or 499)
 
 
 class BodyLimitMiddleware:

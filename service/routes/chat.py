@@ -163,9 +163,11 @@ async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIte
 
 
 async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | list[EpisodeConfig], model: str,
-                      rid: str, include_usage: bool, return_trace: bool, budget: int | None = None
-                      ) -> AsyncIterator[bytes]:
-    """One SSE stream of a request's episodes (its `n`), their chunks interleaved by choice index."""
+                      rid: str, include_usage: bool, return_trace: bool, budget: int | None = None,
+                      outcome: dict | None = None) -> AsyncIterator[bytes]:
+    """One SSE stream of a request's episodes (its `n`), their chunks interleaved by choice index. `outcome`:
+    the request's scope state, where a failure after the 200 went out leaves its status."""
+    outcome = {} if outcome is None else outcome
     cfgs = cfgs if isinstance(cfgs, list) else [cfgs]
     cid, created = f"chatcmpl-{rid}", int(time.time())
     results: list[SolveResponse | None] = [None] * len(cfgs)
@@ -176,16 +178,15 @@ async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | 
                                                for i, cfg in enumerate(cfgs)])) as chunks:
             async for data in chunks:  # a client that leaves closes this, and every episode with it
                 yield data
-        state.metrics.requests.labels("chat_rsim", "200").inc()
         if include_usage:
             yield sse(ChatCompletionChunk(id=cid, created=created, model=model, choices=[],
                                           usage=total_usage([r for r in results if r is not None]).openai()).model_dump())
     except RsimError as e:
-        state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
+        outcome["outcome_status"] = e.status_code
         yield sse(e.envelope())
     except Exception:
         log.exception("chat stream %s failed", rid)
-        state.metrics.requests.labels("chat_rsim", "500").inc()
+        outcome["outcome_status"] = 500
         yield sse(error_envelope("internal server error"))
     yield DONE
 
@@ -235,7 +236,7 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
                 yield opening(event.step.index)
         elif isinstance(event, Finished):
             result = results[index] = event.result
-            state.finished(transcript(cfg.context, question), result, None)  # the request is counted once
+            state.finished(transcript(cfg.context, question), result)
             yield chunk(cid, model, created, {"content": result.answer}, index=index)
             extra = {"rsim": trace_of(result)} if return_trace else {}
             yield chunk(cid, model, created, {}, finish_of(result, budget), index=index, **extra)
@@ -267,6 +268,8 @@ async def chat_completions(request: Request, state: State) -> Response:
         raise InvalidRequest("request body must be a JSON object")
     rid = request_id(request)
     model = body.get("model")
+    request.scope.setdefault("state", {})["endpoint"] = ("chat_rsim" if isinstance(model, str) and
+                                                         model.startswith(RSIM_PREFIX) else "chat_passthrough")
     if not (isinstance(model, str) and model.startswith(RSIM_PREFIX)):
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model is required", param="model")
@@ -301,17 +304,14 @@ async def chat_completions(request: Request, state: State) -> Response:
     cfgs = [cfg if i == 0 or cfg.seed is None else replace(cfg, seed=cfg.seed + i) for i in range(req.n or 1)]
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        events = chat_stream(state, question, cfgs, req.model, rid, include_usage, return_trace, req.budget)
+        events = chat_stream(state, question, cfgs, req.model, rid, include_usage, return_trace, req.budget,
+                             request.scope.setdefault("state", {}))
         return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     rids = episode_ids(rid, len(cfgs))
-    try:
-        results = await cancel_on_disconnect(request, solve_all(state, question, cfgs, rids))
-    except RsimError as e:
-        state.metrics.requests.labels("chat_rsim", str(e.status_code)).inc()
-        raise
-    for i, result in enumerate(results):
-        state.finished(transcript(cfg.context, question), result, "chat_rsim" if i == 0 else None)
+    results = await cancel_on_disconnect(request, solve_all(state, question, cfgs, rids))
+    for result in results:
+        state.finished(transcript(cfg.context, question), result)
     return JSONResponse(chat_payload(list(results), req.model, int(time.time()), return_trace, state.reasoning_fields,
                                      req.budget, cid=f"chatcmpl-{rid}"))
 

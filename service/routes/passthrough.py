@@ -59,7 +59,7 @@ async def passthrough(state: ServiceState, raw: bytes, stream: bool, rid: str, m
     """Forward a plain model's chat request untouched to the upstream serving it; relay status, body and
     content type (streamed when asked)."""
     return await relay(state, "POST", "/chat/completions", raw, {"Content-Type": "application/json"}, rid,
-                       "chat_passthrough", stream=stream, upstream=await upstream_of(state, model))
+                       stream=stream, upstream=await upstream_of(state, model))
 
 
 async def upstream_of(state: ServiceState, model: str | None) -> Upstream:
@@ -84,13 +84,12 @@ def model_of(raw: bytes) -> str | None:
 
 
 async def relay(state: ServiceState, method: str, path: str, raw: bytes, headers: dict[str, str], rid: str,
-                endpoint: str, *, stream: bool = True, upstream: Upstream | None = None) -> Response:
+                *, stream: bool = True, upstream: Upstream | None = None) -> Response:
     """Send `raw` to the upstream's `path` (relative to its `/v1`, query included); relay its answer as it
     comes: status, end-to-end headers, and the body — streamed when it is an event stream."""
     upstream = upstream or state.upstreams[0]
     resp = await upstream.reasoner.open(method, path, data=raw if raw or method != "GET" else None,
                                         headers={**headers, "X-Request-Id": rid})
-    state.metrics.count(endpoint, resp.status)
     state.metrics.count_upstream(upstream.name, resp.status)
     headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_HEADERS]
     if not stream or resp.status >= 400 or "text/event-stream" not in resp.headers.get("Content-Type", ""):
@@ -160,7 +159,7 @@ class PassthroughFastPath:
         rid = scope_request_id(scope)
         try:
             response = await relay(state, scope["method"], upstream_path(scope), raw, forward_headers(headers), rid,
-                                   "passthrough", upstream=await upstream_of(state, model))
+                                   upstream=await upstream_of(state, model))
         except RsimError as e:
             response = error_response(e, rid)
         await response(scope, receive, send)
@@ -176,6 +175,7 @@ class PassthroughFastPath:
             await self.app(scope, replay(raw, receive), send)
             return
         rid = scope_request_id(scope)
+        scope.setdefault("state", {})["endpoint"] = "chat_passthrough"
         try:
             response = await passthrough(state, raw, bool(body.get("stream")), rid, body.get("model"))
         except RsimError as e:  # nothing sent yet: answered as the route's error handler would
@@ -245,5 +245,5 @@ async def other_v1(rest: str, request: Request, state: State) -> Response:
         raise InvalidRequest(f"rsim/ models answer /v1/chat/completions only; send {path} requests with the plain "
                              "model id", param="model", code="unsupported_path")
     return await relay(state, request.method, upstream_path(request.scope), raw,
-                       forward_headers(dict(request.scope["headers"])), request_id(request), "passthrough",
+                       forward_headers(dict(request.scope["headers"])), request_id(request),
                        upstream=await upstream_of(state, model))

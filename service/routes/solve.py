@@ -21,7 +21,9 @@ log = logging.getLogger("rsim.solve")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, rid: str) -> AsyncIterator[bytes]:
+async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, rid: str,
+                       outcome: dict) -> AsyncIterator[bytes]:
+    """`outcome`: the request's scope state, where a failure after the 200 went out leaves its status."""
     try:
         async for event in state.orchestrator_for(cfg.model).run(question, cfg, request_id=rid):
             if isinstance(event, StrategyChosen):
@@ -33,16 +35,16 @@ async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, r
                 yield sse(event.step.model_dump(), "step_end")
             elif isinstance(event, Finished):
                 result = event.result
-                state.finished(question, result, "solve")
+                state.finished(question, result)
                 yield sse({"answer": result.answer}, "answer")
                 yield sse(result.usage.model_dump(), "usage")
                 yield sse(result.model_dump(exclude={"steps", "text"}), "done")
     except RsimError as e:
-        state.metrics.requests.labels("solve", str(e.status_code)).inc()
+        outcome["outcome_status"] = e.status_code
         yield sse(e.envelope(), "error")
     except Exception:
         log.exception("solve stream %s failed", rid)
-        state.metrics.requests.labels("solve", "500").inc()
+        outcome["outcome_status"] = 500
         yield sse(error_envelope("internal server error"), "error")
 
 
@@ -55,14 +57,10 @@ async def solve(req: SolveRequest, request: Request, state: State):
                         force=req.force, forbid=req.forbid, seed=req.seed, first_step=req.first_step)
     state.orchestrator_for(model).check(cfg)  # bad ids are a 400 before any stream starts
     if req.stream:
-        return StreamingResponse(with_keepalive(solve_events(state, req.question, cfg, rid),
-                                                state.settings.keepalive_s),
+        events = solve_events(state, req.question, cfg, rid, request.scope.setdefault("state", {}))
+        return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
-    try:
-        result = await cancel_on_disconnect(request, state.orchestrator_for(model).solve(req.question, cfg,
-                                                                                         request_id=rid))
-    except RsimError as e:
-        state.metrics.requests.labels("solve", str(e.status_code)).inc()
-        raise
-    state.finished(req.question, result, "solve")
+    result = await cancel_on_disconnect(request, state.orchestrator_for(model).solve(req.question, cfg,
+                                                                                     request_id=rid))
+    state.finished(req.question, result)
     return result

@@ -108,8 +108,14 @@ async def test_full_queue_is_429_with_retry_after(tiny_model):
     async with LifespanManager(create_app(settings, backend=SlowBackend())) as mgr:
         client = await ready_client(mgr.app)
         rs = await asyncio.gather(*(client.post("/v1/plan", json={"question": "q"}) for _ in range(8)))
+        bad = await client.post("/v1/plan", json={})
+        metrics = (await client.get("/metrics")).text
     codes = sorted(r.status_code for r in rs)
-    assert codes.count(200) >= 2 and 429 in codes
+    assert codes.count(200) >= 2 and 429 in codes and bad.status_code == 400
+    # the queue refusals and every answered status are counted (rsim_planner_rejected_total stayed 0 before)
+    assert f"rsim_planner_rejected_total {float(codes.count(429))}" in metrics
+    assert f'rsim_planner_requests_total{{endpoint="plan",status="429"}} {float(codes.count(429))}' in metrics
+    assert 'rsim_planner_requests_total{endpoint="plan",status="400"} 1.0' in metrics
     refused = next(r for r in rs if r.status_code == 429)
     assert refused.headers["retry-after"] == "1" and refused.json()["error"]["code"] == "overloaded"
 

@@ -206,3 +206,36 @@ async def test_openapi_documents_the_chat_body(client):
     assert set(chat["required"]) == {"model", "messages"}
     assert chat["properties"]["rsim"]["anyOf"][0]["$ref"] == "#/components/schemas/RsimOptions"
     assert "RsimOptions" in doc["components"]["schemas"] and "ChatMessage" in doc["components"]["schemas"]
+
+
+async def test_every_status_is_counted_once_by_endpoint(fault_reasoner, tmp_path):
+    """Issue 12: 400, 401, 404, 413 and 429 were counted only where a route remembered to (the limits,
+    body-limit and auth refusals never were, nor passthrough errors). One middleware now sees every answer."""
+    keys = tmp_path / "keys"
+    keys.write_text("good-key\n")
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               api_keys_file=keys, rate_limit_rpm=2, max_body_bytes=2048)
+    good = {"Authorization": "Bearer good-key"}
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            chat = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}
+            statuses = [
+                (await c.post("/v1/chat/completions", json=chat)).status_code,  # no key: 401
+                (await c.post("/solve", json={"question": "q", "max_steps": 0}, headers=good)).status_code,  # 400
+                (await c.post("/solve", content=b"x" * 4096, headers=good)).status_code,  # 413
+                (await c.get("/no/such/path", headers=good)).status_code,  # 404
+                (await c.post("/v1/chat/completions", json=chat, headers=good)).status_code,  # passthrough 200
+                (await c.post("/v1/chat/completions", json=chat, headers=good)).status_code,  # 429 (the key's 3rd limited request of 2/min)
+            ]
+            metrics = (await c.get("/metrics")).text
+    assert statuses == [401, 400, 413, 404, 200, 429]
+    counted = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+               if line.startswith("rsim_requests_total{")}
+    assert counted == {
+        'rsim_requests_total{endpoint="chat",status="401"}': 1.0,
+        'rsim_requests_total{endpoint="solve",status="400"}': 1.0,
+        'rsim_requests_total{endpoint="solve",status="413"}': 1.0,
+        'rsim_requests_total{endpoint="other",status="404"}': 1.0,
+        'rsim_requests_total{endpoint="chat_passthrough",status="200"}': 1.0,
+        'rsim_requests_total{endpoint="chat",status="429"}': 1.0,
+    }, counted

@@ -33,7 +33,8 @@ async def test_max_batch_splits_and_full_queue_refuses_at_once():
         await gate.wait()
         return items
 
-    b = MicroBatcher(run, max_batch=2, max_wait_ms=1, queue_size=3)
+    rejected = []
+    b = MicroBatcher(run, max_batch=2, max_wait_ms=1, queue_size=3, on_reject=lambda: rejected.append(1))
     b.start()
     try:
         first = [asyncio.ensure_future(b.submit(i)) for i in range(2)]
@@ -43,6 +44,7 @@ async def test_max_batch_splits_and_full_queue_refuses_at_once():
         with pytest.raises(Overloaded) as exc:
             await b.submit(99)
         assert exc.value.status_code == 429 and exc.value.headers["Retry-After"] == "1"
+        assert rejected == [1]  # rsim_planner_rejected_total counts it (it was never incremented: issue 12)
         gate.set()
         assert await asyncio.gather(*first, *queued) == [0, 1, 2, 3, 4]
     finally:
