@@ -42,6 +42,16 @@ class LoraConfig(BaseModel):
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+class PlannerRewardWeights(BaseModel):
+    """Weights of R_P's terms: R_acc, R_penalty (−share of the most used strategy), R_terminal."""
+    model_config = ConfigDict(extra="forbid")
+
+    acc: float = Field(1.0, ge=0)
+    penalty: float = Field(1.0, ge=0, description="0 on instruction-tuned reasoners whose best episodes apply "
+                                                  "one strategy (or none) throughout")
+    terminal: float = Field(1.0, ge=0)
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,6 +75,7 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0, description="KL to the initial policy (0 = off)")
     temperature: float = Field(1.0, gt=0, description="planner sampling temperature in rollouts")
     context_tokens: int = Field(512, ge=32)
+    planner_reward_weights: PlannerRewardWeights = PlannerRewardWeights()
     planner_weighting: Literal["decision", "tokens"] = Field(
         "decision", description="decision: every planner decision one term of the loss (default: a decision is "
         "the planner's action, and one long step must not drown the short ones); tokens: each decision weighted "

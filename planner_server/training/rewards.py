@@ -25,14 +25,26 @@ from service.catalog import TERMINATION, UNGUIDED
 
 
 @dataclass(frozen=True)
+class PlannerWeights:
+    """How much each term counts in R_P (the paper: 1, 1, 1). On an instruction-tuned reasoner the best
+    episodes often apply one strategy, or none, throughout (docs/training.md): R_penalty then argues against
+    them, and `penalty: 0` leaves accuracy to decide."""
+    acc: float = 1.0
+    penalty: float = 1.0
+    terminal: float = 1.0
+
+
+@dataclass(frozen=True)
 class PlannerReward:
     acc: float
     penalty: float
     terminal: float
+    weights: PlannerWeights = PlannerWeights()
 
     @property
     def total(self) -> float:
-        return self.acc + self.penalty + self.terminal
+        w = self.weights
+        return w.acc * self.acc + w.penalty * self.penalty + w.terminal * self.terminal
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class ReasonerReward:
 
 
 def planner_reward(strategies: Sequence[str], *, correct: bool, chose_termination: bool,
-                   reasoner_ended: bool = False) -> PlannerReward:
+                   reasoner_ended: bool = False, weights: PlannerWeights = PlannerWeights()) -> PlannerReward:
     """`chose_termination`: the last step is termination *and* the planner picked it (not forced);
     `reasoner_ended`: the reasoner wrote its answer or closed its message, so the loop ended on its own."""
     if not strategies and not reasoner_ended:
@@ -55,7 +67,7 @@ def planner_reward(strategies: Sequence[str], *, correct: bool, chose_terminatio
     most = Counter(strategies).most_common(1)[0][1] if strategies else 0  # an unguided answer: no choice to count
     terminal = 1.0 if (chose_termination and strategies[-1] == TERMINATION) or reasoner_ended else -1.0
     return PlannerReward(acc=float(correct), penalty=-most / len(strategies) if strategies else 0.0,
-                         terminal=terminal)
+                         terminal=terminal, weights=weights)
 
 
 def termination_of(result: SolveResponse) -> dict[str, bool]:

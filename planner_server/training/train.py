@@ -27,6 +27,7 @@ from planner_server.training.from_traces import batch_decisions, load_trace_batc
 from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate
 from planner_server.training.local_reasoner import LocalReasoner
 from planner_server.training.policy import PolicyPlanner, Recorded
+from planner_server.training.rewards import PlannerWeights
 from planner_server.training.rollout import Group, rollout_groups
 from planner_server.training.synthetic import synthetic_problems
 from service.catalog import load_catalog
@@ -331,7 +332,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
             mine = [p for _, p in batch[dist.rank::dist.world]]
             model.eval()
             groups = await rollout_groups(orchestrator, policy, mine, episode, group_size=cfg.group_size,
-                                          concurrency=cfg.concurrency, tag=f"s{step}r{dist.rank}")
+                                          concurrency=cfg.concurrency, tag=f"s{step}r{dist.rank}",
+                                          weights=PlannerWeights(**cfg.planner_reward_weights.model_dump()))
             t1 = time.perf_counter()
             usable = [g for g in groups if len(g.rollouts) >= 2]
             advantages, zero_var = group_advantages([[r.planner.total for r in g.rollouts] for g in usable])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from planner_server.training.grpo import clipped_surrogate, group_advantages, kl_k3
-from planner_server.training.rewards import answer_in_format, follows, planner_reward, reasoner_reward
+from planner_server.training.rewards import PlannerWeights, answer_in_format, follows, planner_reward, reasoner_reward
 
 
 def test_planner_reward_components():
@@ -195,3 +195,21 @@ def test_unit_weights_change_nothing():
     heavy, _ = clipped_surrogate(logp, old, adv, weights=torch.tensor([5.0, 0, 0, 0, 0]))
     first, _ = clipped_surrogate(logp[:1], old[:1], adv[:1])
     assert float(heavy) == pytest.approx(5 * float(first))
+
+
+def test_planner_reward_weights():
+    """`planner_reward_weights.penalty: 0`: a right episode that stayed quiet throughout is not ranked below a
+    wrong one that varied its strategies (with the paper's weights it is, within a group of equals)."""
+    quiet = ["continuation", "continuation", "continuation"]
+    varied = ["self_reflection", "verification", "decomposition"]
+    paper = planner_reward(quiet, correct=True, chose_termination=False, reasoner_ended=True)
+    assert paper.total == pytest.approx(1 - 1 + 1)
+    assert planner_reward(varied, correct=False, chose_termination=False, reasoner_ended=True).total == \
+        pytest.approx(0 - 1 / 3 + 1)
+    no_penalty = PlannerWeights(penalty=0.0)
+    right = planner_reward(quiet, correct=True, chose_termination=False, reasoner_ended=True, weights=no_penalty)
+    wrong = planner_reward(varied, correct=False, chose_termination=False, reasoner_ended=True, weights=no_penalty)
+    assert (right.total, wrong.total) == (pytest.approx(2.0), pytest.approx(1.0))
+    assert right.penalty == -1.0  # the term is still measured (and logged), only weighed at 0
+    assert planner_reward(quiet, correct=True, chose_termination=False, reasoner_ended=True,
+                          weights=PlannerWeights(acc=2.0, terminal=0.0)).total == pytest.approx(2.0 - 1.0)
