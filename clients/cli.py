@@ -225,9 +225,6 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
             out.print(f"{kind}: {path}")
         return 0
     if what == "score":
-        import json
-        import sys
-
         from clients.eval.score import read_jsonl, score_rows
 
         if len(extra) != 1:
@@ -257,7 +254,22 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
         p.add_argument("file")
         p.add_argument("--out", type=Path)
         p.add_argument("--limit", type=int, help="at most N problems per dataset (overrides the suite)")
+        p.add_argument("--dry-run", action="store_true",
+                       help="validate the suite (methods, planners, checkpoints, dataset files) and print the run "
+                            "matrix and its size; contacts no server, runs nothing")
         s = p.parse_args(extra)
+        if s.dry_run:
+            from clients.eval.suite import dry_run
+
+            try:
+                lines, problems = dry_run(s.file, out=s.out, limit=s.limit)
+            except (OSError, ValueError) as exc:
+                err.print(f"[red]error:[/] {exc}")
+                return 2
+            sys.stdout.write("".join(f"{line}\n" for line in lines))  # one row per line, never wrapped
+            for problem in problems:
+                err.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
+            return 2 if problems else 0
         from planner_server.training.scoring import SandboxUnavailable
 
         try:
