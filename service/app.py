@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import Scope
 
 from service.catalog import load_catalog
-from service.limits import Limiter, LimitsMiddleware
+from service.limits import Limiter, LimitsMiddleware, RedisLimiter
 from service.metrics import ServiceMetrics
 from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
@@ -53,6 +53,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     key_hashes = settings.api_key_hashes()  # a missing key file fails at start-up, not per request
     routes = load_routes(settings.routes_file) if settings.routes_file else None  # and a bad routing file
     route_keys = {r.name: r.key() for r in routes.reasoners} if routes else {}
+    limiter: Limiter | RedisLimiter | None = None
+    if settings.rate_limit_rpm or settings.max_concurrent_per_client:
+        limiter = (RedisLimiter(settings.redis_url.get_secret_value(), settings.rate_limit_rpm,
+                                settings.max_concurrent_per_client, ttl_s=settings.request_timeout_s + 60)
+                   if settings.redis_url else Limiter(settings.rate_limit_rpm, settings.max_concurrent_per_client))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,13 +89,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             yield
         finally:
             await session.close()
+            if isinstance(limiter, RedisLimiter):
+                await limiter.close()
             if traces is not None:
                 traces.close()
 
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
     app.add_middleware(PassthroughFastPath)  # innermost: after the request id, body limit and rate limits
-    if settings.rate_limit_rpm or settings.max_concurrent_per_client:
-        app.add_middleware(LimitsMiddleware, limiter=Limiter(settings.rate_limit_rpm, settings.max_concurrent_per_client))
+    if limiter is not None:
+        app.add_middleware(LimitsMiddleware, limiter=limiter)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(RequestMetricsMiddleware, label=endpoint_label, count=count_request)  # outermost: sees every status

@@ -58,6 +58,8 @@ class ServiceSettings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="file with one client API key per line")
     rate_limit_rpm: int | None = Field(None, ge=1, description="requests per minute per client key (unset: none)")
     max_concurrent_per_client: int | None = Field(None, ge=1, description="requests in flight per client key")
+    redis_url: SecretStr | None = Field(None, description="Redis holding the rate and concurrency limits, shared by "
+                                                          "every replica with the same URL (unset: per process)")
     traces: bool = Field(True, description="record every finished request's trace (opt-out: false)")
     trace_store: Path = Field(Path("~/.cache/rsim/traces.db"), description="SQLite file of the trace store")
 
