@@ -25,6 +25,9 @@ class PlannerSettings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
     context_tokens: int = Field(1024, ge=32, le=131072, description="token budget for the chain of thought")
+    exploration: float = Field(0.0, ge=0.0, le=1.0, description="ε: an argmax decision samples from the planner's "
+                               "distribution with this probability, so served traces can train the planner "
+                               "off-policy (0: pure argmax, which continual learning cannot use)")
     max_batch: int = Field(16, ge=1, le=1024)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1, le=100_000)

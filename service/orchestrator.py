@@ -143,6 +143,7 @@ class Orchestrator:
             index += 1
             last = index >= cfg.max_steps - 1
             strategy_id, probabilities, probability, forced, planner_ms = TERMINATION, None, None, True, 0.0
+            drawn: tuple[str, float] | None = None  # the planner's (mode, μ(strategy)) when it chose
             plain = False  # the planner just went away: write plain chain of thought, then the answer
             if cfg.max_total_tokens is not None and not plain_budget_ok(cfg, usage.completion_tokens):
                 reasoned = True  # no room for another reasoning step in the client's budget: answer now
@@ -170,6 +171,7 @@ class Orchestrator:
                     else:
                         strategy_id, probabilities, forced = plan.strategy, plan.probabilities, False
                         probability, planner_version = plan.probabilities[plan.strategy], plan.planner_version
+                        drawn = (plan.mode, plan.behaviour_probability)
                         usage.planner_calls += 1
                         usage.planner_tokens += plan.tokens or 0
                     planner_ms = (time.perf_counter() - t0) * 1000
@@ -193,6 +195,7 @@ class Orchestrator:
                 max_tokens, stop = cfg.max_tokens_per_step, [cfg.delimiter]
 
             trace = StepTrace(index=index, strategy=strategy_id, probability=probability, probabilities=probabilities,
+                              decision=drawn[0] if drawn else None, behaviour_probability=drawn[1] if drawn else None,
                               forced=forced, injected=injected, text="", planner_ms=planner_ms, continued=glued)
             yield StrategyChosen(trace)
 

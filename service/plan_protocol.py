@@ -5,7 +5,7 @@ them — the service's planner client and the planner server — and the service
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Protocol
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,8 @@ class DecisionLike(Protocol):
     index: int
     probabilities: Sequence[float]
     entropy: float
+    mode: str
+    behaviour_probability: float
 
 MAX_QUESTION_CHARS = 100_000
 MAX_STEP_CHARS = 100_000
@@ -46,6 +48,11 @@ class PlanResponse(BaseModel):
     catalog_version: str
     latency_ms: float
     tokens: int | None = Field(None, description="tokens the planner model read and wrote for this decision")
+    mode: Literal["argmax", "sampled", "explored"] = Field(
+        "argmax", description="how the strategy was drawn: the argmax, sampled at the request's temperature, or "
+                              "explored (argmax with the server's exploration rate ε: sampled with probability ε)")
+    behaviour_probability: float = Field(1.0, description="μ(strategy): its probability under the distribution it "
+                                                          "was drawn from (1 for an argmax)")
 
     @classmethod
     def of(cls, decision: DecisionLike, ids: list[str], *, planner_version: str, catalog_version: str,
@@ -53,7 +60,8 @@ class PlanResponse(BaseModel):
         """The wire answer of a decision over the catalog `ids` (in catalog order)."""
         return cls(strategy=ids[decision.index], probabilities=dict(zip(ids, decision.probabilities, strict=True)),
                    entropy=decision.entropy, planner_version=planner_version, catalog_version=catalog_version,
-                   latency_ms=latency_ms, tokens=tokens)
+                   latency_ms=latency_ms, tokens=tokens, mode=decision.mode,
+                   behaviour_probability=decision.behaviour_probability)
 
 
 class PlanBatchRequest(BaseModel):

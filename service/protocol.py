@@ -47,6 +47,10 @@ class StepTrace(BaseModel):
     strategy: str
     probability: float | None = Field(None, description="planner probability of the chosen strategy")
     probabilities: dict[str, float] | None = None
+    decision: Literal["argmax", "sampled", "explored"] | None = Field(
+        None, description="how the planner drew the strategy (None: not the planner's choice)")
+    behaviour_probability: float | None = Field(None, description="μ(strategy) under the distribution it was drawn "
+                                                                  "from: what off-policy learning divides by")
     forced: bool = False
     injected: str = Field(description="the strategy instruction injected before the step")
     text: str = Field(description="what the reasoner wrote under the instruction")

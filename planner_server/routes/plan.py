@@ -38,7 +38,8 @@ async def plan_one(state: PlannerState, req: PlanRequest, forbidden: list[int]) 
     state.metrics.queue_depth.set(batcher.depth)
     item = PlanItem(req.question, req.steps)
     logits = await batcher.submit(item)
-    d = decide(logits, temperature=req.temperature, forbidden=forbidden, seed=req.seed)
+    d = decide(logits, temperature=req.temperature, forbidden=forbidden, seed=req.seed,
+               exploration=state.settings.exploration)
     elapsed = time.perf_counter() - t0
     state.metrics.decisions.labels(state.catalog.ids[d.index]).inc()
     state.metrics.latency.observe(elapsed)

@@ -68,13 +68,14 @@ def test_train_kill_resume_and_serve(tiny_model, tiny_reasoner, work_dir):
 
 
 def test_continual_learning_from_served_traces(tiny_model, tiny_service, work_dir):
-    """Traces served by the real stack, labelled through /v1/feedback, train the planner. The planner
-    under training starts as the served one, so its first importance weights are 1: the prompts of
-    the decisions are rebuilt exactly as the server built them."""
+    """Traces served by the real stack, labelled through /v1/feedback, train the planner. Decisions are
+    sampled (planner temperature 1), so μ is the distribution they were drawn from; the planner under
+    training starts as the served one, so its first importance weights are 1: the prompts of the decisions
+    are rebuilt exactly as the server built them. Argmax decisions would be skipped (no valid μ)."""
     from clients import Client
 
     with Client(tiny_service.url) as client:
-        ids = [client.solve(f"What is {i} + {i}?", max_steps=3).id for i in range(6)]
+        ids = [client.solve(f"What is {i} + {i}?", max_steps=3, temperature=1.0, seed=i).id for i in range(6)]
     for n, rid in enumerate(ids):
         r = httpx.post(f"{tiny_service.url}/v1/feedback", json={"request_id": rid, "correct": n % 2 == 0},
                        timeout=10)
@@ -88,7 +89,7 @@ def test_continual_learning_from_served_traces(tiny_model, tiny_service, work_di
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and rows[0]["source"] == "traces"
-    assert rows[0]["decisions"] > 0 and rows[0]["traces"] >= 6
+    assert rows[0]["decisions"] > 0 and rows[0]["traces"] >= 6 and "reward/decisions_skipped_argmax" in rows[0]
     assert rows[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-3)
     assert (run / "checkpoints" / "step-000002" / "adapter_model.safetensors").is_file()
 
