@@ -127,6 +127,22 @@ class OpenAIReasoner:
             return resp
         raise AssertionError("unreachable")
 
+    async def count_tokens(self, model: str, text: str) -> int | None:
+        """Tokens of `text` in the reasoner's own tokenizer, through vLLM's `/tokenize` (at the server's root,
+        beside `/v1`); None where the server has no such endpoint or does not answer."""
+        root = self.base_url.removesuffix("/v1")
+        try:
+            async with self.session.post(f"{root}/tokenize", json={"model": model, "prompt": text,
+                                                                   "add_special_tokens": False},
+                                         headers=self.headers) as resp:
+                if resp.status != 200:
+                    return None
+                body = await resp.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+        count = body.get("count") if isinstance(body, dict) else None
+        return count if isinstance(count, int) else None
+
     async def raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status < 400:
             return

@@ -94,6 +94,8 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
     return {**base, "answer": result.answer, "correct": correct, "scoring_error": scoring_error, "strategies": strategies,
             "n_strategies": len({s for s in strategies if s not in (TERMINATION, UNGUIDED)}), "tokens": result.usage.completion_tokens,
             "planner_calls": result.usage.planner_calls, "finish_reason": result.finish_reason,
+            # tokens split: what the reasoner wrote (`tokens`), what the planner model read and wrote
+            "planner_tokens": result.usage.planner_tokens,
             "planner_version": result.planner_version,
             # the whole trace, so a failure can be read rather than guessed
             "trace": [{"strategy": s.strategy, "injected": s.injected, "text": s.text, "tokens": s.tokens,
@@ -118,6 +120,7 @@ class Runner:
         self.session = make_session(connect_timeout_s=10, read_timeout_s=600, request_timeout_s=1800,
                                     max_connections=self.cfg.concurrency * 4)
         self.reasoner = OpenAIReasoner(self.session, self.cfg.reasoner_url, mode=self.cfg.reasoner_mode)
+        self.token_counts: dict[str, int | None] = {}
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -199,6 +202,25 @@ class Runner:
         orch = await self.orchestrator("fixed" if force else method)
         return await orch.solve(problem.question, self.episode(force, problem.task))
 
+    async def injected_tokens(self, result: SolveResponse) -> int | None:
+        """Tokens rsim put into the reasoner's chain of thought (every step's injected instruction), counted
+        by the reasoner's tokenizer; None where the reasoner cannot count them. Counts of an instruction
+        are kept (a bounded cache: a catalog has a few dozen texts)."""
+        total = 0
+        for step in result.steps:
+            if not step.injected:
+                continue
+            if step.injected not in self.token_counts:
+                if len(self.token_counts) >= 4096:
+                    self.token_counts.clear()
+                self.token_counts[step.injected] = await self.reasoner.count_tokens(self.cfg.reasoner_model,
+                                                                                    step.injected)
+            n = self.token_counts[step.injected]
+            if n is None:
+                return None
+            total += n
+        return total
+
     async def run(self, dataset: str, problems: list[Problem], method: str, *, label: str | None = None) -> Path:
         """Run `method` on every problem not finished yet; records carry `label` (default: the method)."""
         label = label or method
@@ -226,6 +248,7 @@ class Runner:
                     # scoring may run code in a subprocess: off the event loop, so other items stream on
                     rec = await asyncio.to_thread(make_record, problem, dataset, method, result,
                                                   (time.perf_counter() - t0) * 1000)
+                    rec["injected_tokens"] = await self.injected_tokens(result)
                 except RsimError as e:
                     rec = make_record(problem, dataset, method, None, (time.perf_counter() - t0) * 1000,
                                       error=f"{e.status_code} {e.message}")
