@@ -1,7 +1,8 @@
 # rsim planner server on a GPU: CUDA, torch, transformers and vLLM come from the pinned vLLM image;
 # rsim and its planner extras are added on top. Models and checkpoints are volumes.
-# syntax=docker/dockerfile:1.7
-FROM vllm/vllm-openai:v0.32.0 AS base
+# BASE_IMAGE: the pinned vLLM image by default.
+ARG BASE_IMAGE=vllm/vllm-openai:v0.32.0
+FROM ${BASE_IMAGE} AS base
 WORKDIR /src
 COPY docker/requirements-planner.txt /src/docker/requirements-planner.txt
 RUN pip install --no-cache-dir -r docker/requirements-planner.txt
