@@ -7,11 +7,15 @@ A checkpoint is an HF folder (full weights, or a PEFT adapter on `base_model`) w
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from service.catalog import Catalog
+
+
+log = logging.getLogger("rsim.planner")
 
 
 class CheckpointError(ValueError):
@@ -52,3 +56,28 @@ def resolve_planner(model: str | None, checkpoint: Path | None, catalog: Catalog
             raise CheckpointError(f"adapter checkpoint {ckpt} names no base_model")
         return ResolvedPlanner(model=str(base), adapter=ckpt, manifest=manifest, version=version)
     return ResolvedPlanner(model=str(ckpt), adapter=None, manifest=manifest, version=version)
+
+
+def serving_context_tokens(resolved: ResolvedPlanner, context_tokens: int, explicit: bool) -> int:
+    """The chain-of-thought budget to serve a checkpoint with: the one it was trained with (its manifest's
+    `serving.context_tokens`), unless the operator set RSIM_PLANNER_CONTEXT_TOKENS (`explicit`) — then theirs,
+    with a warning when they differ (the planner would read more or less than it learned from)."""
+    trained = ((resolved.manifest or {}).get("serving") or {}).get("context_tokens")
+    if trained is None:
+        return context_tokens
+    if explicit and context_tokens != trained:
+        log.warning("planner %s was trained on %d tokens of reasoning but RSIM_PLANNER_CONTEXT_TOKENS=%d: serving "
+                    "with %d", resolved.version, trained, context_tokens, context_tokens)
+        return context_tokens
+    return int(trained)
+
+
+def check_prompt(resolved: ResolvedPlanner, catalog: Catalog) -> None:
+    """Warn when the checkpoint was trained on another prompt template than this server builds."""
+    from planner_server.prompt import prompt_digest
+
+    serving = (resolved.manifest or {}).get("serving") or {}
+    if serving.get("prompt_digest") and serving["prompt_digest"] != prompt_digest(catalog):
+        log.warning("planner %s was trained with another prompt template (digest %s, this server builds %s): its "
+                    "decisions may not mean what they did in training", resolved.version, serving["prompt_digest"],
+                    prompt_digest(catalog))

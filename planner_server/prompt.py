@@ -76,3 +76,14 @@ def label_token_ids(tokenizer: Tokenizer, catalog: Catalog) -> list[int]:
     if len(set(ids)) != len(ids):
         raise ValueError("two strategy labels map to the same token")
     return ids
+
+
+def prompt_digest(catalog: Catalog) -> str:
+    """A fingerprint of the prompt template over `catalog`: the prompt of a fixed question and steps. A
+    checkpoint records the one it was trained with; a server whose template differs warns at load."""
+    import hashlib
+
+    from service.plan_protocol import PlanStep
+
+    steps = [PlanStep(strategy=UNGUIDED, text="a"), PlanStep(strategy=catalog.ids[0], text="b")]
+    return hashlib.sha256(planner_prompt("What is 1 + 1?", steps, catalog).encode()).hexdigest()[:16]

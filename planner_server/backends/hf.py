@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from planner_server.backends import PlanItem
-from planner_server.checkpoint import resolve_planner
+from planner_server.checkpoint import check_prompt, resolve_planner, serving_context_tokens
 from planner_server.prompt import encode_planner_prompt, label_token_ids
 from planner_server.settings import PlannerSettings
 from service.catalog import Catalog
@@ -66,6 +66,7 @@ class HFBackend:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         resolved = resolve_planner(settings.model, settings.checkpoint, catalog)
+        check_prompt(resolved, catalog)
         device = pick_device(settings.device)
         dtype = _DTYPES.get(settings.dtype) or (torch.bfloat16 if device == "cuda" else torch.float32)
         log.info("loading planner %s (%s, %s, %s)", resolved.model, device, dtype, resolved.version)
@@ -77,7 +78,9 @@ class HFBackend:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(resolved.adapter)).merge_and_unload()
-        return cls(model, tokenizer, catalog, version=resolved.version, context_tokens=settings.context_tokens)
+        return cls(model, tokenizer, catalog, version=resolved.version,
+                   context_tokens=serving_context_tokens(resolved, settings.context_tokens,
+                                                         "context_tokens" in settings.model_fields_set))
 
     def encode(self, item: PlanItem) -> list[int]:
         return encode_planner_prompt(self.tokenizer, item.question, item.steps, self.catalog,

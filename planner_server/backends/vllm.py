@@ -10,7 +10,7 @@ import math
 import threading
 
 from planner_server.backends import PlanItem
-from planner_server.checkpoint import resolve_planner
+from planner_server.checkpoint import check_prompt, resolve_planner, serving_context_tokens
 from planner_server.prompt import encode_planner_prompt, label_token_ids
 from planner_server.settings import PlannerSettings
 from service.catalog import Catalog
@@ -34,6 +34,7 @@ class VLLMBackend:
         from vllm import LLM
 
         resolved = resolve_planner(settings.model, settings.checkpoint, catalog)
+        check_prompt(resolved, catalog)
         if resolved.adapter:
             raise ValueError("the vllm backend serves merged checkpoints; merge the LoRA adapter first")
         from transformers import AutoConfig
@@ -45,7 +46,9 @@ class VLLMBackend:
                   max_logprobs=max(20, len(catalog)), gpu_memory_utilization=settings.gpu_memory_utilization,
                   dtype="auto" if settings.dtype == "auto" else settings.dtype, enforce_eager=True,
                   max_model_len=max_len)
-        return cls(llm, catalog, version=resolved.version, context_tokens=settings.context_tokens)
+        return cls(llm, catalog, version=resolved.version,
+                   context_tokens=serving_context_tokens(resolved, settings.context_tokens,
+                                                         "context_tokens" in settings.model_fields_set))
 
     def encode(self, item: PlanItem) -> list[int]:
         return encode_planner_prompt(self.tokenizer, item.question, item.steps, self.catalog,

@@ -23,8 +23,9 @@ def checkpoints_dir(run_dir: Path) -> Path:
 
 def save_checkpoint(run_dir: Path, *, step: int, model, tokenizer, optimizer, data_position: int,
                     base_model: str, catalog_version: str, config: dict[str, Any], metrics: dict[str, Any],
-                    keep: int = 3, extra: dict[str, Any] | None = None) -> Path:
-    """`extra`: more models saved in sub-folders (joint mode's reasoner under `reasoner/`)."""
+                    keep: int = 3, extra: dict[str, Any] | None = None, serving: dict[str, Any] | None = None) -> Path:
+    """`extra`: more models saved in sub-folders (joint mode's reasoner under `reasoner/`). `serving`: what a
+    server must match to decide as the planner was trained (context tokens, prompt digest, temperature)."""
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
@@ -36,7 +37,8 @@ def save_checkpoint(run_dir: Path, *, step: int, model, tokenizer, optimizer, da
     for sub, other in (extra or {}).items():
         other.save_pretrained(tmp / sub)
     manifest = {"step": step, "base_model": base_model, "catalog_version": catalog_version, "config": config,
-                "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **({"serving": serving} if serving else {})}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     torch.save({"optimizer": optimizer.state_dict(), "python_rng": random.getstate(),
                 "torch_rng": torch.get_rng_state(), "data_position": data_position, "step": step},

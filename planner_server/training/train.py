@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from planner_server.decision import entropy
+from planner_server.prompt import prompt_digest
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle, load_problems
@@ -252,6 +253,13 @@ def setup(cfg: TrainConfig, device: str | None = None):
     return model, tokenizer, optimizer, local, resume, start_step, data_position
 
 
+def serving_manifest(cfg: TrainConfig, catalog) -> dict[str, Any]:
+    """What the planner server reads back from a checkpoint to decide as the planner was trained: it serves
+    with these context tokens unless told otherwise, and warns when its prompt template differs."""
+    return {"context_tokens": cfg.context_tokens, "prompt_digest": prompt_digest(catalog),
+            "catalog_version": catalog.version, "temperature": cfg.temperature}
+
+
 def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, start_step: int, catalog):
     """Continual learning: off-policy GRPO steps on labelled traces of the trace store."""
     traces, other_catalog = load_trace_batches(cfg.data.traces, catalog)
@@ -280,6 +288,7 @@ def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, sta
                 last = save_checkpoint(cfg.run_dir, step=step + 1, model=model, tokenizer=tokenizer,
                                        optimizer=optimizer, data_position=0, base_model=cfg.planner_model,
                                        catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
+                                       serving=serving_manifest(cfg, catalog),
                                        metrics=row)
     return last
 
@@ -363,6 +372,7 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
                 last = save_checkpoint(run, step=step + 1, model=model, tokenizer=tokenizer, optimizer=optimizer,
                                        data_position=data_position, base_model=cfg.planner_model,
                                        catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
+                                       serving=serving_manifest(cfg, catalog),
                                        metrics=row, extra={"reasoner": local.model} if local else None)
         ranks = run / "ranks"
         ranks.mkdir(exist_ok=True)

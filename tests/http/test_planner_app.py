@@ -147,3 +147,31 @@ def test_checkpoint_with_another_catalog_is_refused(tmp_path, tiny_model):
     (tmp_path / "latest").write_text("ckpt")
     resolved = resolve_planner(None, tmp_path, load_catalog())
     assert resolved.version == "ckpt@step3" and resolved.model == str(ckpt)
+
+
+def test_a_checkpoint_is_served_as_it_was_trained(tmp_path, tiny_model, caplog):
+    """Issue 14 §6: a planner trained on 512 tokens of reasoning was served with 1024. The manifest's
+    `serving` block now sets the server's context tokens unless RSIM_PLANNER_CONTEXT_TOKENS says otherwise
+    (then a warning), and a different prompt template is warned about."""
+    import logging
+    import shutil
+
+    from planner_server.prompt import prompt_digest
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_model, ckpt)
+    catalog = load_catalog()
+    serving = {"context_tokens": 96, "prompt_digest": prompt_digest(catalog), "catalog_version": catalog.version,
+               "temperature": 1.0}
+    (ckpt / "manifest.json").write_text(json.dumps({"step": 1, "catalog_version": catalog.version,
+                                                    "serving": serving}))
+    assert HFBackend.from_settings(PlannerSettings(checkpoint=ckpt), catalog).context_tokens == 96
+    caplog.set_level(logging.WARNING, logger="rsim.planner")
+    explicit = HFBackend.from_settings(PlannerSettings(checkpoint=ckpt, context_tokens=256), catalog)
+    assert explicit.context_tokens == 256 and "trained on 96 tokens of reasoning" in caplog.text
+    caplog.clear()
+    (ckpt / "manifest.json").write_text(json.dumps({"step": 1, "catalog_version": catalog.version,
+                                                    "serving": {**serving, "prompt_digest": "0123456789abcdef"}}))
+    HFBackend.from_settings(PlannerSettings(checkpoint=ckpt), catalog)
+    assert "another prompt template" in caplog.text
+    assert HFBackend.from_settings(PlannerSettings(model=str(tiny_model)), catalog).context_tokens == 1024  # untrained

@@ -55,6 +55,8 @@ def test_train_kill_resume_and_serve(tiny_model, tiny_reasoner, work_dir):
     assert state["data_position"] == (killed_at + 2) * 2 and state["step"] == killed_at + 2
     manifest = json.loads((final / "manifest.json").read_text())
     assert manifest["base_model"] == str(tiny_model) and (final / "adapter_model.safetensors").is_file()
+    assert set(manifest["serving"]) == {"context_tokens", "prompt_digest", "catalog_version", "temperature"}
+    assert manifest["serving"]["context_tokens"] == manifest["config"]["context_tokens"]
 
     port = free_port()
     with running(serve_cmd("planner", port), ready_url=f"http://127.0.0.1:{port}/ready",
