@@ -39,7 +39,7 @@ def endpoint_label(scope: Scope) -> str:
 def count_request(scope: Scope, endpoint: str, status: int) -> None:
     state = getattr(scope["app"].state, "planner", None)
     if state is not None:
-        state.metrics.requests.labels(endpoint, str(status)).inc()
+        state.metrics.count(endpoint, status)
 
 
 def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBackend | None = None) -> FastAPI:

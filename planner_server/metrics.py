@@ -22,3 +22,11 @@ class PlannerMetrics:
                                 registry=self.registry)
         self.requests = Counter("rsim_planner_requests", "Requests by endpoint and status", ["endpoint", "status"],
                                 registry=self.registry)
+        self._counted: dict[tuple[str, int], Counter] = {}
+
+    def count(self, endpoint: str, status: int) -> None:
+        """One answered request (the labelled child looked up once, not per request, as the service does)."""
+        child = self._counted.get((endpoint, status))
+        if child is None:
+            child = self._counted[(endpoint, status)] = self.requests.labels(endpoint, str(status))
+        child.inc()
