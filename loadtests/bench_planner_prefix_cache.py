@@ -30,21 +30,25 @@ def run_variant(model: str, caching: bool, episodes: int, steps: int, step_words
     backend = VLLMBackend.from_settings(PlannerSettings(backend="vllm", model=model, prefix_caching=caching,
                                                         context_tokens=4096), load_catalog())
     text = " ".join((STEP_TEXT * 20).split()[:step_words])
-    times: list[list[float]] = []
-    try:
-        for e in range(episodes):
-            question = f"Episode {e}: a shop sells {e + 3} boxes of 12 pencils; how many pencils in total?"
-            written: list[PlanStep] = []
-            row = []
-            for i in range(steps):
-                t0 = time.perf_counter()
-                asyncio.run(backend.label_logits([PlanItem(question, list(written))]))
-                row.append((time.perf_counter() - t0) * 1000)
-                written.append(PlanStep(strategy="continuation", text=f"({i}) {text}"))
-            times.append(row)
-    finally:
-        asyncio.run(backend.close())
-    return times
+
+    async def episodes_timed() -> list[list[float]]:  # one event loop: the async engine lives in it
+        times: list[list[float]] = []
+        try:
+            for e in range(episodes):
+                question = f"Episode {e}: a shop sells {e + 3} boxes of 12 pencils; how many pencils in total?"
+                written: list[PlanStep] = []
+                row = []
+                for i in range(steps):
+                    t0 = time.perf_counter()
+                    await backend.label_logits([PlanItem(question, list(written))])
+                    row.append((time.perf_counter() - t0) * 1000)
+                    written.append(PlanStep(strategy="continuation", text=f"({i}) {text}"))
+                times.append(row)
+        finally:
+            await backend.close()
+        return times
+
+    return asyncio.run(episodes_timed())
 
 
 def main(argv: list[str] | None = None) -> dict:

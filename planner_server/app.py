@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.types import Scope
 
-from planner_server.backends import PlannerBackend, build_backend
+from planner_server.backends import PlannerBackend, build_backend, warm_up
 from planner_server.batcher import MicroBatcher
 from planner_server.metrics import PlannerMetrics
 from planner_server.reload import watch_latest
@@ -57,15 +57,22 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
             state.metrics.forward.observe(seconds)
 
         async def load() -> None:
+            built = None
             try:
-                state.backend = backend or await asyncio.to_thread(build_backend, settings, catalog)
+                built = backend or await asyncio.to_thread(build_backend, settings, catalog)
+                await warm_up(built)
+                state.backend = built
             except Exception as e:
+                if built is not None and backend is None:
+                    await built.close()
                 state.load_error = f"planner failed to load: {e}"
                 log.exception("planner failed to load")
                 return
             state.batcher = MicroBatcher(state.label_logits, max_batch=settings.max_batch,
                                          max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
                                          timeout_s=settings.request_timeout_s, on_batch=on_batch,
+                                         max_in_flight=settings.max_in_flight
+                                         or getattr(state.backend, "max_in_flight", 1),
                                          on_reject=state.metrics.rejected.inc)
             state.batcher.start()
             log.info("planner ready: %s (catalog %s)", state.backend.version, catalog.version)

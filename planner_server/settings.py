@@ -31,6 +31,8 @@ class PlannerSettings(BaseSettings):
     max_batch: int = Field(16, ge=1, le=1024)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(256, ge=1, le=100_000)
+    max_in_flight: int | None = Field(None, ge=1, le=1024, description="batches run at once (default: the "
+                                      "backend's: 1 for hf and prompted, 64 for vllm, whose engine schedules them)")
     request_timeout_s: float = Field(30.0, gt=0)
     catalog_path: Path | None = None
     admin_token: SecretStr | None = Field(None, description="bearer token of /admin/* (unset = admin disabled)")

@@ -28,6 +28,12 @@ class PlannerBackend(Protocol):
     async def close(self) -> None: ...
 
 
+async def warm_up(backend: PlannerBackend) -> None:
+    """A backend that needs a first request before it is fast (vllm) gets it before it serves."""
+    if hasattr(backend, "warm_up"):
+        await backend.warm_up()
+
+
 def build_backend(settings: PlannerSettings, catalog: Catalog) -> PlannerBackend:
     """Construct the configured backend (blocking: loads the model). Heavy imports happen here only."""
     if settings.backend == "hf":

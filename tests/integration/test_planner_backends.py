@@ -12,6 +12,7 @@ from planner_server.protocol import PlanStep
 from planner_server.settings import PlannerSettings
 from service.catalog import load_catalog
 from tests.support.procs import free_port, running, serve_cmd, vllm_env
+from tests.support.tiny_model import make_lora_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,30 @@ def test_planner_server_on_the_vllm_backend_matches_hf(tiny_model, tiny_planner,
             assert got["planner_version"] == want["planner_version"]
         ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
         assert ready["backend"] == "vllm"
+
+
+def test_the_vllm_backend_serves_a_lora_checkpoint(tiny_model, work_dir):
+    """Issue 12 §3: training writes LoRA adapters by default and the vllm backend refused them, so the GPU
+    stack could not serve the product's own output. It merges the adapter at load and decides as the hf
+    backend does on the same checkpoint."""
+    ckpt = make_lora_checkpoint(tiny_model, work_dir / "lora-for-vllm" / "step-3")
+    hp, vp = free_port(), free_port()
+    common = {"RSIM_PLANNER_CHECKPOINT": str(ckpt), "RSIM_PLANNER_CONTEXT_TOKENS": "512", "RSIM_PLANNER_THREADS": "1"}
+    with running(serve_cmd("planner", hp), ready_url=f"http://127.0.0.1:{hp}/ready",
+                 log_path=work_dir / "logs" / "planner-lora-hf.log", env={**common, "RSIM_PLANNER_BACKEND": "hf"}), \
+         running(serve_cmd("planner", vp), ready_url=f"http://127.0.0.1:{vp}/ready",
+                 log_path=work_dir / "logs" / "planner-lora-vllm.log", timeout_s=300,
+                 env={**common, "RSIM_PLANNER_BACKEND": "vllm", **vllm_env(work_dir / "vllm-lora-tmp")}):
+        for item in ITEMS:
+            body = {"question": item.question, "steps": [s.model_dump() for s in item.steps]}
+            got = httpx.post(f"http://127.0.0.1:{vp}/v1/plan", json=body, timeout=60).json()
+            want = httpx.post(f"http://127.0.0.1:{hp}/v1/plan", json=body, timeout=60).json()
+            assert got["planner_version"] == want["planner_version"] == "step-3@step3"
+            assert list(got["probabilities"].values()) == pytest.approx(list(want["probabilities"].values()),
+                                                                         abs=0.02)
+        merged = list((work_dir / "vllm-lora-tmp").glob("rsim-planner-merged-*/model/manifest.json"))
+        assert len(merged) == 1  # merged once, at load, in the process's temp folder
+    assert not list((work_dir / "vllm-lora-tmp").glob("rsim-planner-merged-*"))  # and removed when it stops
 
 
 async def test_prompted_backend_against_a_real_llm(tiny_reasoner):

@@ -53,3 +53,28 @@ def build_tiny_model(path: Path, *, seed: int = 0, **config: int) -> Path:
     model = Qwen2ForCausalLM(config)
     model.save_pretrained(path)
     return path
+
+
+def make_lora_checkpoint(tiny_model: Path, ckpt: Path, *, seed: int = 0) -> Path:
+    """A LoRA planner checkpoint on the tiny model, as training writes one (adapter, tokenizer, manifest), with
+    lora_B drawn at random so it changes the decisions (a freshly initialised adapter would not)."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from service.catalog import load_catalog
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.save_pretrained(ckpt)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(ckpt)
+    (ckpt / "manifest.json").write_text(json.dumps({"step": 3, "base_model": str(tiny_model),
+                                                    "catalog_version": load_catalog().version}))
+    return ckpt

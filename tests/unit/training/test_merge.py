@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from planner_server.backends import PlanItem
 from planner_server.backends.hf import HFBackend
@@ -16,25 +15,12 @@ from planner_server.protocol import PlanStep
 from planner_server.settings import PlannerSettings
 from service.catalog import load_catalog
 from tests.support.procs import REPO
+from tests.support.tiny_model import make_lora_checkpoint
 
 
 async def test_merged_folder_decides_like_the_adapter(tiny_model, tmp_path):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     catalog = load_catalog()
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(0)
-    with torch.no_grad():  # a trained adapter: B no longer zero
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    ckpt = tmp_path / "run" / "checkpoints" / "step-3"
-    model.save_pretrained(ckpt)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(ckpt)
-    (ckpt / "manifest.json").write_text(json.dumps({"step": 3, "base_model": str(tiny_model),
-                                                    "catalog_version": catalog.version}))
+    ckpt = make_lora_checkpoint(tiny_model, tmp_path / "run" / "checkpoints" / "step-3")
     (ckpt.parent / "latest").write_text("step-3")
 
     out = tmp_path / "merged"
