@@ -136,40 +136,15 @@ def cmd_strategies(a: argparse.Namespace) -> int:
 
 
 def cmd_train_eval(extra: list[str]) -> int:
-    import asyncio
-
-    from planner_server.training.evaluate import evaluate
-    from planner_server.training.synthetic import synthetic_problems
-
-    p = argparse.ArgumentParser(prog="rsim train eval", description="held-out comparison of planners on the "
-                                "synthetic task: zerocot, base (untrained planner), trained (a checkpoint)")
-    p.add_argument("--reasoner-url", required=True)
-    p.add_argument("--reasoner-model", required=True)
-    p.add_argument("--planner-model", required=True, help="base planner (HF folder or id)")
-    p.add_argument("--checkpoint", help="trained planner checkpoint (folder or run's checkpoints/)")
-    p.add_argument("--methods", default="zerocot,base,trained")
-    p.add_argument("--n", type=int, default=50)
-    p.add_argument("--seed", type=int, default=20261124, help="held out: differs from the training seed")
-    p.add_argument("--steps", default="1,2", help="synthetic problem steps (min,max)")
-    p.add_argument("--episode-max-steps", type=int, default=4)
-    p.add_argument("--max-tokens-per-step", type=int, default=40)
-    p.add_argument("--final-max-tokens", type=int, default=16)
-    p.add_argument("--out", type=Path, help="folder for per-item records and summary.json")
-    a = p.parse_args(extra)
-    lo, hi = (int(x) for x in a.steps.split(","))
-    problems = synthetic_problems(a.n, seed=a.seed, steps=(lo, hi))
-    summaries = []
-    for method in a.methods.split(","):
-        s = asyncio.run(evaluate(method, problems, reasoner_url=a.reasoner_url, reasoner_model=a.reasoner_model,
-                                 planner_model=a.planner_model, checkpoint=a.checkpoint if method == "trained" else None,
-                                 episode_max_steps=a.episode_max_steps, max_tokens_per_step=a.max_tokens_per_step,
-                                 final_max_tokens=a.final_max_tokens,
-                                 out=a.out / f"{method}.jsonl" if a.out else None))
-        summaries.append(s)
-        out.print(json.dumps({k: v for k, v in s.items() if k != "strategy_counts"}))
-    if a.out:
-        (a.out / "summary.json").write_text(json.dumps(summaries, indent=2))
-    return 0
+    """Gone: one harness. A trained planner is compared with `rsim eval`, on the same loop, loaders and scorers
+    as every other method."""
+    err.print("`rsim train eval` is now `rsim eval` (one harness, one loader set, one scorer). A trained planner "
+              "against the untrained one and zero-shot CoT, on held-out problems:\n"
+              "  rsim eval --dataset synthetic:seed=20261124 --limit 50 --methods zerocot,rsim "
+              "--planner-model BASE --label rsim@base --reasoner-url URL --reasoner-model M --out runs/eval/cmp\n"
+              "  rsim eval --dataset synthetic:seed=20261124 --limit 50 --methods rsim --checkpoint RUN/checkpoints "
+              "--label rsim@trained --reasoner-url URL --reasoner-model M --out runs/eval/cmp", soft_wrap=True)
+    return 2
 
 
 def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
@@ -321,8 +296,13 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                    help="a reasoning step's vLLM min_tokens: the step delimiter counts only after that many tokens")
     p.add_argument("--catalog", type=Path, help="strategy catalog JSON for the planned methods (default: the paper's)")
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--label", help="the records' method name when --methods names one planned method (e.g. "
+                                    "rsim@trained beside rsim@base in the same --out)")
     p.add_argument("--out", type=Path, default=Path("runs/eval/latest"))
     e = p.parse_args(extra)
+    if e.label and "," in e.methods:
+        err.print("[red]error:[/] --label names the records of one method; give --methods one method")
+        return 2
     cfg = EvalConfig(reasoner_url=e.reasoner_url, reasoner_model=e.reasoner_model, out=e.out,
                      reasoner_mode=e.reasoner_mode,
                      planner=PlannerSpec(service_url=e.service_url, planner_url=e.planner_url, checkpoint=e.checkpoint,
@@ -347,7 +327,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
         async with Runner(cfg, catalog=load_catalog(e.catalog) if e.catalog else None) as runner:
             for name, problems in datasets:
                 for method in e.methods.split(","):
-                    await runner.run(name, problems, method)
+                    await runner.run(name, problems, method, label=e.label)
 
     from planner_server.training.scoring import SandboxUnavailable
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from service.plan_protocol import PlanRequest, PlanStep
 from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
+from service.baselines import BASELINES
 from service.catalog import TERMINATION, UNGUIDED, Catalog
 from service.errors import InvalidRequest, PlannerUnavailable
 from service.injection import WrittenStep, chain_of_thought, injection_text, transcript
@@ -55,6 +56,9 @@ class EpisodeConfig:
     # the conversation before the question, as chat messages ({"role", "content"}: system, user, assistant):
     # the reasoner gets them as they are, ahead of the question's user turn; the planner reads them labelled
     context: list[dict[str, str]] = field(default_factory=list)
+    # a prompt baseline (`zerocot`, `ps+`): no planner; one reasoning step under the baseline's instruction
+    # with the whole reasoning budget (`reasoning_budget()`), then the answer step
+    baseline: str | None = None
 
     def reasoning_budget(self) -> int:
         """Reasoning tokens of an episode: what the prompt baselines get in their one step."""
@@ -118,6 +122,9 @@ class Orchestrator:
                 raise InvalidRequest(f"unknown strategy '{sid}'", param=f"forbid.{i}")
         if TERMINATION in cfg.forbid:
             raise InvalidRequest("termination cannot be forbidden: it ends the episode", param="forbid")
+        if cfg.baseline is not None and cfg.baseline not in BASELINES:
+            raise InvalidRequest(f"unknown baseline '{cfg.baseline}'; known: {', '.join(BASELINES)}",
+                                 param="baseline")
 
     async def solve(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None) -> SolveResponse:
         async for event in self.run(question, cfg, request_id=request_id):
@@ -150,7 +157,10 @@ class Orchestrator:
             tail = (last and cfg.unguided_tail and not (tailed or degraded or reasoned)
                     and cfg.reasoning_budget() - usage.reasoning_tokens >= max(1, cfg.min_step_tokens))
             glued = cut and cfg.continue_cut and not (degraded or reasoned) and (tail or not last)
-            if tail:
+            if cfg.baseline is not None:  # its one reasoning step, then the answer
+                tail = glued = False
+                strategy_id = cfg.baseline if index == 0 else TERMINATION
+            elif tail:
                 strategy_id, tailed = UNGUIDED, True
             elif not (degraded or last or reasoned):
                 if (index == 0 and cfg.first_step == "reasoner") or glued:
@@ -177,7 +187,9 @@ class Orchestrator:
                     planner_ms = (time.perf_counter() - t0) * 1000
                     timings.planner_ms += planner_ms
 
-            if plain:
+            if strategy_id == cfg.baseline:
+                injected, max_tokens, stop = BASELINES[cfg.baseline], cfg.reasoning_budget(), None
+            elif plain:
                 strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
                 injected, stop = "", None
                 max_tokens = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step
@@ -254,7 +266,7 @@ class Orchestrator:
             yield StepEnded(trace)
 
             if strategy_id == TERMINATION:
-                finish_reason = ("degraded" if degraded else
+                finish_reason = ("degraded" if degraded else "termination" if cfg.baseline is not None else
                                  "max_steps" if last and forced and not reasoned else "termination")
                 break
             if trace.ends_reasoning == "answer":  # the reasoner wrote its final answer: nothing left to ask

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from clients.eval.peers import optillm_solve
 from planner_server.training.data import Problem
 from planner_server.training.scoring import check_sandbox, verdict
-from service.baselines import BASELINES, prompt_baseline
+from service.baselines import BASELINES
 from service.catalog import TERMINATION, UNGUIDED, Catalog, load_catalog
 from service.errors import RsimError
 from service.orchestrator import EpisodeConfig, Orchestrator
@@ -130,11 +130,11 @@ class Runner:
             await self.sdk.close()
         await self.session.close()
 
-    def episode(self, force: str | None = None, task: str | None = None) -> EpisodeConfig:
+    def episode(self, force: str | None = None, task: str | None = None, baseline: str | None = None) -> EpisodeConfig:
         c = self.cfg
         return EpisodeConfig(model=c.reasoner_model, max_steps=c.max_steps, max_tokens_per_step=c.max_tokens_per_step,
                              final_max_tokens=c.final_max_tokens, reasoner_temperature=c.reasoner_temperature,
-                             force=force, answer_format="code" if task in ("code", "runs") else "boxed",
+                             force=force, baseline=baseline, answer_format="code" if task in ("code", "runs") else "boxed",
                              first_step=c.first_step, min_step_tokens=c.min_step_tokens,
                              unguided_tail=c.unguided_tail, continue_cut=c.continue_cut)
 
@@ -149,7 +149,7 @@ class Runner:
     async def build(self, method: str) -> Orchestrator:
         from planner_server.backends import build_backend
         from planner_server.settings import PlannerSettings
-        from planner_server.training.evaluate import BackendPlanner
+        from planner_server.backends import BackendPlanner
 
         spec = self.cfg.planner
         if method == "fixed":
@@ -175,9 +175,9 @@ class Runner:
         return Orchestrator(planner, self.reasoner, self.catalog)
 
     async def solve(self, method: str, problem: Problem) -> SolveResponse:
-        if method in BASELINES:
-            return await prompt_baseline(self.reasoner, problem.question, self.episode(task=problem.task), self.catalog,
-                                         method)
+        if method in BASELINES:  # an episode configuration of the same loop: no planner, one step, the answer
+            orch = await self.orchestrator("fixed")
+            return await orch.solve(problem.question, self.episode(task=problem.task, baseline=method))
         if method.startswith("optillm:"):
             if not self.cfg.optillm_url:
                 raise ValueError(f"method '{method}' needs --optillm-url (an OptiLLM proxy in front of the reasoner)")
@@ -266,7 +266,7 @@ class Runner:
 
 
 class _NoPlanner:
-    """`fixed:<strategy>` never asks a planner."""
+    """`fixed:<strategy>` and the prompt baselines never ask a planner."""
 
-    async def plan(self, req, *, request_id=None):  # pragma: no cover - never called with force set
-        raise AssertionError("a fixed method asked the planner")
+    async def plan(self, req, *, request_id=None):  # pragma: no cover - never called with force or baseline set
+        raise AssertionError("a method without a planner asked the planner")

@@ -47,3 +47,21 @@ def build_backend(settings: PlannerSettings, catalog: Catalog) -> PlannerBackend
     from planner_server.backends.prompted import PromptedBackend
 
     return PromptedBackend.from_settings(settings, catalog)
+
+
+class BackendPlanner:
+    """A backend used in-process as the orchestrator's planner (evaluation: no server in between)."""
+
+    def __init__(self, backend: PlannerBackend, catalog: Catalog):
+        self.backend, self.catalog = backend, catalog
+
+    async def plan(self, req, *, request_id: str | None = None):
+        from planner_server.decision import decide
+        from planner_server.protocol import PlanResponse
+
+        item = PlanItem(req.question, req.steps)
+        logits = (await self.backend.label_logits([item]))[0]
+        d = decide(logits, temperature=req.temperature, forbidden=[self.catalog.index(s) for s in req.forbid])
+        return PlanResponse.of(d, self.catalog.ids, planner_version=self.backend.version,
+                               catalog_version=self.catalog.version, latency_ms=0.0,
+                               tokens=sum(item.tokens.values()) if item.tokens else None)

@@ -62,3 +62,31 @@ async def test_forced_strategy_and_append_only_prompts(tiny_reasoner, tiny_plann
     assert sent[0] == completion_prompt("Is 7 prime?", result.steps[0].injected)
     for before, after in zip(sent, sent[1:]):
         assert after.startswith(before)  # append-only: the reasoner's prefix cache covers the past
+
+
+async def test_a_prompt_baseline_is_an_episode_configuration_of_the_one_loop(tiny_reasoner):
+    """Issue 13 §6: zero-shot CoT and PS+ run the Orchestrator's loop (no copy of it in service/baselines):
+    one step under the baseline's instruction with the whole reasoning budget, no planner, then the answer
+    step with the catalog's termination instruction. An unknown baseline is refused before any call."""
+    from service.baselines import BASELINES
+    from service.errors import InvalidRequest
+
+    class NoPlanner:
+        async def plan(self, req, *, request_id=None):
+            raise AssertionError("a baseline asked the planner")
+
+    session = make_session(connect_timeout_s=5, read_timeout_s=60, request_timeout_s=120, max_connections=8)
+    try:
+        orch = Orchestrator(NoPlanner(), OpenAIReasoner(session, tiny_reasoner.url), load_catalog())
+        cfg = EpisodeConfig(model="tiny-qwen2", max_steps=4, max_tokens_per_step=5, final_max_tokens=4,
+                            min_step_tokens=0, baseline="ps+", first_step="reasoner", unguided_tail=True)
+        result = await orch.solve("What is 6 * 7?", cfg)
+        with pytest.raises(InvalidRequest, match="unknown baseline"):
+            await orch.solve("What is 6 * 7?", EpisodeConfig(model="tiny-qwen2", baseline="cot"))
+    finally:
+        await session.close()
+    steps = result.steps
+    assert steps[0].strategy == "ps+" and steps[0].injected == BASELINES["ps+"] and steps[0].forced
+    assert steps[0].tokens <= cfg.reasoning_budget() == 15 and steps[0].tokens > 5  # one step, the whole budget
+    assert [s.strategy for s in steps][1:] in ([], ["termination"])
+    assert result.usage.planner_calls == 0 and result.finish_reason == "termination"

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.support.procs import REPO, free_port, running, serve_cmd
+from tests.support.tiny_model import make_lora_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -96,20 +97,32 @@ def test_continual_learning_from_served_traces(tiny_model, tiny_service, work_di
     assert (run / "checkpoints" / "step-000002" / "adapter_model.safetensors").is_file()
 
 
-def test_train_eval_compares_methods_on_held_out_problems(tiny_model, tiny_reasoner, work_dir):
-    out = work_dir / "train-eval"
-    r = subprocess.run([sys.executable, "-m", "clients.cli", "train", "eval", "--reasoner-url", tiny_reasoner.url,
-                        "--reasoner-model", "tiny-qwen2", "--planner-model", str(tiny_model), "--methods",
-                        "zerocot,base", "--n", "3", "--max-tokens-per-step", "4", "--final-max-tokens", "4",
-                        "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert [s["method"] for s in summary] == ["zerocot", "base"] and all(s["n"] == 3 for s in summary)
-    base = [json.loads(line) for line in (out / "base.jsonl").read_text().splitlines()]
-    assert summary[1]["accuracy"] == sum(x["correct"] for x in base) / 3
-    assert all(x["strategies"][-1] == "termination" for x in base)
-    zero = [json.loads(line) for line in (out / "zerocot.jsonl").read_text().splitlines()]
-    assert all(x["strategies"] == [] and x["tokens"] > 0 for x in zero)
+def test_a_trained_planner_is_compared_by_the_one_harness(tiny_model, tiny_reasoner, work_dir):
+    """Issue 13 §6: `rsim train eval` (a second harness, its own baseline loop) is gone; `rsim eval` with
+    --label puts the base and a trained planner beside zero-shot CoT in one report, on the one loop."""
+    gone = subprocess.run([sys.executable, "-m", "clients.cli", "train", "eval", "--n", "3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2 and "is now `rsim eval`" in gone.stderr
+    ckpt = make_lora_checkpoint(tiny_model, work_dir / "cmp-run" / "checkpoints" / "step-3")
+    out = work_dir / "one-harness"
+    common = [sys.executable, "-m", "clients.cli", "eval", "--dataset", "synthetic:seed=5", "--limit", "3",
+              "--reasoner-url", tiny_reasoner.url, "--reasoner-model", "tiny-qwen2", "--max-steps", "3",
+              "--max-tokens-per-step", "4", "--final-max-tokens", "4", "--min-step-tokens", "0", "--out", str(out)]
+    for extra in (["--methods", "zerocot"], ["--methods", "rsim", "--planner-model", str(tiny_model), "--label",
+                                             "rsim@base"],
+                  ["--methods", "rsim", "--checkpoint", str(ckpt), "--label", "rsim@trained"]):
+        r = subprocess.run(common + extra, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    rows = {row["method"]: row for row in report}
+    assert set(rows) == {"zerocot", "rsim@base", "rsim@trained"}
+    records = {m: [json.loads(x) for x in (out / "records" / "synthetic" / f"{m}.jsonl").read_text().splitlines()]
+               for m in ("zerocot", "rsim@base", "rsim@trained")}
+    assert all(len(v) == 3 and all(r["error"] is None for r in v) for v in records.values())
+    # zero-shot CoT ran the one loop as an episode configuration: its step, then the answer step
+    assert all([s["strategy"] for s in r["trace"]][0] == "zerocot" for r in records["zerocot"])
+    assert all(r["trace"][-1]["strategy"] in ("zerocot", "termination") for r in records["zerocot"])
+    assert {r.get("planner_version") for r in records["rsim@trained"]} == {"step-3@step3"}
 
 
 def test_data_parallel_ranks_stay_in_sync(tiny_model, tiny_reasoner, work_dir):

@@ -16,7 +16,7 @@ def write_jsonl(path, rows):
 
 def test_published_layouts_are_detected(tmp_path):
     gsm = load_problems(write_jsonl(tmp_path / "gsm.jsonl", [{"question": "q", "answer": "work\n#### 1,234"}]))
-    assert gsm[0].answer == "1234" and gsm[0].task == "math" and gsm[0].source == "gsm8k"
+    assert gsm[0].answer == "1234" and gsm[0].task == "numeric" and gsm[0].source == "gsm8k"  # as rsim eval scores it
     math = load_problems(write_jsonl(tmp_path / "math.jsonl", [{"problem": "p", "solution": "so \\boxed{\\frac12}"}]))
     assert math[0].answer == "\\frac12"
     he = load_problems(write_jsonl(tmp_path / "he.jsonl", [{"task_id": "x", "prompt": "def f():\n",
@@ -25,6 +25,31 @@ def test_published_layouts_are_detected(tmp_path):
     assert he[0].task == "code" and he[0].tests.endswith("check(f)\n")
     rows = load_problems(write_jsonl(tmp_path / "rows.jsonl", [{"question": "q", "answer": "B", "task": "choice"}]))
     assert rows[0].task == "choice"
+
+
+def test_training_and_evaluation_load_every_layout_alike(tmp_path):
+    """Issue 13 §6: one loader set. Training read GSM8K as `math` while `rsim eval` read it as `numeric`, and
+    knew only four of the seven published layouts; each row now becomes the same Problem in both."""
+    from clients.eval.datasets import load_dataset
+
+    rows = {
+        "gsm8k": {"question": "q", "answer": "work\n#### 1,234"},
+        "math": {"problem": "p", "solution": "so \\boxed{\\frac12}"},
+        "aime2024": {"Problem": "p", "Answer": "204", "ID": "2024-I-1"},
+        "mmlu-pro": {"question": "q", "options": ["a", "b", "c"], "answer": "C", "question_id": 7},
+        "theoremqa": {"Question": "q", "Answer": "0.5", "Answer_type": "float"},
+        "humaneval": {"task_id": "x", "prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n",
+                      "entry_point": "f", "canonical_solution": "  return 1\n"},
+        "codealpaca": {"prompt": "Write f.", "completion": "def f(): pass"},
+        "rows": {"question": "q", "answer": "B", "task": "choice"},
+    }
+    for name, row in rows.items():
+        path = write_jsonl(tmp_path / f"{name}.jsonl", [row])
+        trained = load_problems(path)[0]
+        assert trained == load_problems(f"{name}:{path}")[0]  # detected = named
+        evaluated = load_dataset(name, path)[0]
+        assert (trained.question, trained.answer, trained.task, trained.tests, trained.answer_type) == \
+            (evaluated.question, evaluated.answer, evaluated.task, evaluated.tests, evaluated.answer_type), name
 
 
 def test_bad_files_name_the_file_and_layout(tmp_path):
