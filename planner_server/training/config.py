@@ -99,6 +99,9 @@ class TrainConfig(BaseModel):
     concurrency: int = Field(8, ge=1, description="rollouts in flight at once")
 
     save_every: int = Field(10, ge=1)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        ["tensorboard"], description="sinks besides metrics.jsonl: TensorBoard event files in RUN_DIR/tensorboard "
+        "(skipped with a warning when tensorboard is missing), Weights & Biases (WANDB_PROJECT, default rsim)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16"] = "float32"

@@ -23,6 +23,7 @@ from planner_server.prompt import prompt_digest
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle, load_problems
+from planner_server.training.metrics_log import MetricsLog
 from planner_server.training.distributed import Dist, params_digest
 from planner_server.training.from_traces import batch_decisions, load_trace_batches, sample
 from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate
@@ -270,7 +271,8 @@ def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, sta
                            version=f"traces@{start_step}")  # served distributions are recorded at T = 1
     rng = random.Random(cfg.seed + start_step)
     last = resume
-    with (cfg.run_dir / "metrics.jsonl").open("a") as metrics_file:
+    metrics_log = MetricsLog(cfg.run_dir, cfg.report_to, resume_step=start_step, config=cfg.model_dump(mode="json"))
+    try:
         for step in tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps,
                          desc="train (traces)", dynamic_ncols=True):
             t0 = time.perf_counter()
@@ -282,14 +284,15 @@ def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, sta
                    "decisions": len(decisions), **{f"reward/{k}": v for k, v in rstats.items()},
                    "reward/planner_total_mean": rstats["reward_mean"], "accuracy": 0.0, "entropy": 0.0,
                    **update, "seconds/update": time.perf_counter() - t0}
-            metrics_file.write(json.dumps(row) + "\n")
-            metrics_file.flush()
+            metrics_log.write(row)
             if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:
                 last = save_checkpoint(cfg.run_dir, step=step + 1, model=model, tokenizer=tokenizer,
                                        optimizer=optimizer, data_position=0, base_model=cfg.planner_model,
                                        catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
                                        serving=serving_manifest(cfg, catalog),
                                        metrics=row)
+    finally:
+        metrics_log.close()
     return last
 
 
@@ -328,7 +331,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     orchestrator = Orchestrator(policy, reasoner, catalog)
     policy.batcher.start()
     last = resume
-    metrics_file = (run / "metrics.jsonl").open("a") if dist.main else None
+    metrics_log = MetricsLog(run, cfg.report_to, resume_step=start_step,
+                             config=cfg.model_dump(mode="json")) if dist.main else None
     rollouts_file = (run / "rollouts.jsonl").open("a") if dist.main else None  # every episode, to read
     try:
         if not episode.model:
@@ -360,9 +364,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
             policy.version = f"train@{step + 1}"
             row = {**step_metrics(step + 1, groups, zero_var, update, {"rollout": t1 - t0, "update": t2 - t1}),
                    "world_size": dist.world}
-            if metrics_file is not None:  # rank 0 logs its own share of the batch
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
+            if metrics_log is not None:  # rank 0 logs its own share of the batch
+                metrics_log.write(row)
                 rollouts_file.write("".join(json.dumps(rollout_record(step + 1, r)) + "\n"
                                             for g in groups for r in g.rollouts))
                 rollouts_file.flush()
@@ -379,8 +382,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
         (ranks / f"rank-{dist.rank}.json").write_text(json.dumps({"rank": dist.rank, "world": dist.world,
                                                                   "params_digest": params_digest(model)}))
     finally:
-        if metrics_file is not None:
-            metrics_file.close()
+        if metrics_log is not None:
+            metrics_log.close()
         if rollouts_file is not None:
             rollouts_file.close()
         await policy.batcher.stop()

@@ -55,6 +55,16 @@ async def test_grpo_learns_to_verify_then_terminate(tiny_model, tmp_path):
     late = [e for e in episodes if e["step"] == STEPS]
     assert {e["correct"] for e in late} <= {True, False} and all(e["steps"][-1]["strategy"] for e in late)
     assert all(e["correct"] == (e["answer"] == "42") for e in episodes)
+    # issue 14 §7: TensorBoard event files beside metrics.jsonl, with the same keys and values
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    numeric = {k for r in rows for k, v in r.items() if k != "step" and isinstance(v, (int, float))
+               and not isinstance(v, bool)}
+    assert set(events.Tags()["scalars"]) == numeric and "reward/planner_total_mean" in numeric
+    logged = events.Scalars("reward/planner_total_mean")
+    assert [e.step for e in logged] == list(range(1, STEPS + 1))
+    assert [e.value for e in logged] == pytest.approx(rewards, abs=1e-5)
 
 
 async def test_kl_term_is_measured_for_full_fine_tuning(tiny_model, tmp_path):
