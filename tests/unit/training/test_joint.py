@@ -39,6 +39,9 @@ async def test_injected_tokens_are_masked_out(tiny_model, tmp_path):
     r_model, r_tok = build_policy(cfg, str(tiny_model))
     catalog = load_catalog()
     policy = PolicyPlanner(p_model, p_tok, catalog)
+    # a chat template unlike the raw Question/Answer prompt, to tell which one the reasoner got
+    r_tok.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>{% endfor %}"
+                           "{% if add_generation_prompt %}<assistant>{% endif %}")
     local = LocalReasoner(r_model, r_tok, temperature=1.0)
     policy.batcher.start()
     try:
@@ -54,7 +57,10 @@ async def test_injected_tokens_are_masked_out(tiny_model, tmp_path):
     for step in result.steps:
         assert step.injected in context and step.injected not in generated
         assert step.text in generated
-    assert "Question: What is 2 + 3?" in context
+    # the chat format it is served with (continue mode): the user turn, then the opened assistant turn
+    served = r_tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,
+                                       add_generation_prompt=True)
+    assert served == "<user>What is 2 + 3?</user><assistant>" and r_tok.decode(ep.ids).startswith(served)
     with torch.no_grad():
         again = local.token_logp([ep])[0]
     assert again.tolist() == pytest.approx(ep.logp, abs=1e-4)  # teacher forcing reproduces the sampling
@@ -101,3 +107,58 @@ async def test_the_stage_weight_survives_adam(tiny_model, tmp_path, lam):
     ratio = step_size(load_file(last / "adapter_model.safetensors")) / \
         step_size(load_file(last / "reasoner" / "adapter_model.safetensors"))
     assert ratio == pytest.approx(lam / (1 - lam), rel=0.15)
+
+
+class ScriptedLM(torch.nn.Module):
+    """Emits a scripted token sequence (a fault injector for the reasoner's sequence bookkeeping)."""
+
+    def __init__(self, vocab: int, script: list[int]):
+        super().__init__()
+        self.vocab, self.script = vocab, list(script)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, past_key_values=None, use_cache=True):
+        from types import SimpleNamespace
+
+        logits = torch.full((1, input_ids.shape[1], self.vocab), -1e9)
+        logits[0, -1, self.script.pop(0)] = 0.0
+        return SimpleNamespace(logits=logits, past_key_values=None)
+
+
+async def test_the_trained_ids_are_the_text_the_served_loop_keeps(tiny_model):
+    """Issue 14 §3: an end-of-sequence mid-episode stayed an action and the next instruction followed it with
+    no delimiter; a last token running past the stop stayed in the ids but not in the text. Now the ids after
+    the prompt decode to exactly what the served loop sends: step text, delimiter, instruction, … and the
+    episode's last EOS (its own end) stays an action."""
+    from service.injection import WrittenStep, chain_of_thought
+    from service.reasoner import StepDone, StepRequest
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    eos = tok.eos_token_id
+    word = next(t for t, i in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]) if t.isalpha() and len(t) >= 4)
+    word_id, delim = tok.convert_tokens_to_ids(word), word[:2]  # a last token that runs past the step's stop
+    a, b = tok.encode("abc", add_special_tokens=False), tok.encode("42}", add_special_tokens=False)
+    script = [*a, eos, *b, word_id, *b, eos]  # step 1 ends on EOS; step 2 runs past its stop; the answer ends
+    local = LocalReasoner(ScriptedLM(len(tok), script), tok, temperature=1.0)
+    written, texts = [], []
+    for pending, stop in (("First, reason.", [delim]), ("Then check.", [delim]), ("So the answer is \\boxed{", None)):
+        parts = []
+        async for chunk in local.step(StepRequest(model="local", question="What is 6 * 7?", steps=list(written),
+                                                  pending=pending, max_tokens=8, stop=stop, request_id="e", temperature=1.0,
+                                                  delimiter=delim)):
+            if not isinstance(chunk, StepDone):
+                parts.append(chunk)
+        texts.append("".join(parts))
+        written.append(WrittenStep(pending, texts[-1]))
+    assert texts == ["abc", "42}", "42}"]
+    ep = local.take("e")
+    prompt = local.prompt_ids("What is 6 * 7?", [])
+    assert ep.ids[:len(prompt)] == prompt
+    served = chain_of_thought(written[:-1], delim, written[-1].injected) + texts[-1]  # what vLLM is sent, + answer
+    assert tok.decode(ep.ids[len(prompt):-1]) == served
+    assert ep.ids[-1] == eos and ep.mask[-1] == 1  # the episode's own end stays an action
+    assert eos not in ep.ids[:-1]  # the mid-episode EOS is gone, as it is from the served text
+    assert word_id not in ep.ids  # the token that ran past the stop is no action
+    assert sum(ep.mask) == len(ep.logp) == len(a) + len(b) + len(b) + 1
