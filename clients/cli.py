@@ -96,17 +96,25 @@ def cmd_solve(a: argparse.Namespace) -> int:
 
 def cmd_merge(a: argparse.Namespace) -> int:
     from planner_server.checkpoint import CheckpointError
-    from planner_server.merge import merge_checkpoint
+    from planner_server.merge import merge_checkpoint, merge_reasoner
     from service.catalog import load_catalog
 
     try:
         with err.status("merging the adapter into its base model"):
-            out_dir = merge_checkpoint(Path(a.checkpoint), a.out, load_catalog(a.catalog), base_model=a.base_model,
-                                       dtype=a.dtype)
+            if a.reasoner:
+                out_dir = merge_reasoner(Path(a.checkpoint), a.out, dtype=a.dtype)
+            else:
+                out_dir = merge_checkpoint(Path(a.checkpoint), a.out, load_catalog(a.catalog),
+                                           base_model=a.base_model, dtype=a.dtype)
     except (CheckpointError, FileExistsError, FileNotFoundError) as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
         return 2
-    out.print(f"merged planner: {out_dir}  (serve it: RSIM_PLANNER_CHECKPOINT={out_dir} rsim serve planner)")
+    if a.reasoner:
+        out.print(f"merged reasoner: {out_dir}  (serve it: vllm serve {out_dir} --served-model-name NAME; then "
+                  f"rsim eval --reasoner-url http://HOST:PORT/v1 --reasoner-model NAME --methods plain,zerocot,rsim …)",
+                  soft_wrap=True)
+    else:
+        out.print(f"merged planner: {out_dir}  (serve it: RSIM_PLANNER_CHECKPOINT={out_dir} rsim serve planner)")
     return 0
 
 
@@ -266,7 +274,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                    help="NAME[:PATH]: math, gsm8k, aime2024, mmlu-pro, theoremqa, humaneval, codealpaca, rows "
                         "(with a JSONL/Parquet path), synthetic[:steps=3-5,scale=3,seed=7], humaneval-bundled; "
                         "repeatable")
-    p.add_argument("--methods", default="zerocot,ps+,rsim", help="comma list: zerocot, ps+, prompting, rsim, "
+    p.add_argument("--methods", default="zerocot,ps+,rsim", help="comma list: plain, zerocot, ps+, prompting, rsim, "
                                                                  "fixed:<strategy>, optillm:<approach>")
     p.add_argument("--reasoner-url", required=True)
     p.add_argument("--reasoner-model", required=True)
@@ -396,12 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     ev.set_defaults(fn=cmd_eval, takes_extra=True)
 
-    m = sub.add_parser("merge", help="merge a LoRA planner checkpoint into its base model: one full HF folder")
+    m = sub.add_parser("merge", help="merge a LoRA planner checkpoint (or, with --reasoner, the reasoner a joint or "
+                                     "grpo run trained) into its base model: one full HF folder")
     m.add_argument("checkpoint", help="a checkpoint folder, or a run's checkpoints/ folder (its `latest`)")
     m.add_argument("--out", required=True, type=Path, help="the new folder (must not exist, or be empty)")
     m.add_argument("--base-model", help="the adapter's base model, if its manifest names none (or elsewhere)")
     m.add_argument("--catalog", help="the catalog the checkpoint was trained with (default: the paper's)")
     m.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    m.add_argument("--reasoner", action="store_true", help="the trained reasoner (joint: the checkpoint's reasoner/; "
+                                                           "grpo: the checkpoint), for a vLLM server")
     m.set_defaults(fn=cmd_merge)
 
     t = sub.add_parser("strategies", help="show the strategy catalog")

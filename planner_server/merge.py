@@ -42,3 +42,59 @@ def merge_checkpoint(checkpoint: Path, out: Path, catalog: Catalog, *, base_mode
         out.rmdir()
     tmp.rename(out)
     return out
+
+
+def reasoner_source(checkpoint: Path) -> tuple[Path, str, dict]:
+    """(adapter or weights folder, base model, manifest) of the reasoner a training checkpoint holds: the
+    checkpoint itself for `mode: grpo`, its `reasoner/` folder for joint mode. A run's `checkpoints/` folder
+    means its `latest`."""
+    if (checkpoint / "latest").is_file():
+        checkpoint = checkpoint / (checkpoint / "latest").read_text().strip()
+    manifest_path = checkpoint / "manifest.json"
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{checkpoint} is not an rsim checkpoint (no manifest.json)")
+    manifest = json.loads(manifest_path.read_text())
+    config = manifest.get("config") or {}
+    if config.get("mode") == "grpo":
+        folder = checkpoint
+    elif (checkpoint / "reasoner").is_dir():
+        folder = checkpoint / "reasoner"
+    else:
+        raise CheckpointError(f"{checkpoint} holds no reasoner (trained in mode {config.get('mode', 'planner')!r}: "
+                              "only joint and grpo runs train one)")
+    base = (config.get("reasoner") or {}).get("local_model")
+    if not base:
+        raise CheckpointError(f"{manifest_path} names no reasoner base model (config.reasoner.local_model)")
+    return folder, base, manifest
+
+
+def merge_reasoner(checkpoint: Path, out: Path, *, dtype: str = "auto") -> Path:
+    """The reasoner a joint or grpo run trained, as a full Hugging Face folder any OpenAI-compatible server
+    (vLLM) serves: the adapter merged into `reasoner.local_model`, with that model's tokenizer and chat
+    template (the format it was trained in)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, base, manifest = reasoner_source(checkpoint)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: merge writes a fresh folder")
+    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+    (tmp / "manifest.json").write_text(json.dumps({"role": "reasoner", "merged_from": str(folder), "base_model": base,
+                                                   "step": manifest.get("step"),
+                                                   "mode": (manifest.get("config") or {}).get("mode")}, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    return out

@@ -188,7 +188,7 @@ class Runner:
                                        + self.cfg.final_max_tokens, catalog_version=self.catalog.version)
         force = method.split(":", 1)[1] if method.startswith("fixed:") else None
         if force is None and method not in ("rsim", "prompting"):
-            raise ValueError(f"unknown method '{method}'; known: zerocot, ps+, prompting, rsim, fixed:<strategy>, "
+            raise ValueError(f"unknown method '{method}'; known: plain, zerocot, ps+, prompting, rsim, fixed:<strategy>, "
                              "optillm:<approach>")
         if force is not None and force not in self.catalog.ids:
             raise ValueError(f"unknown strategy in method '{method}'; known: {', '.join(self.catalog.ids)}")

@@ -27,6 +27,7 @@ import yaml
 from clients.eval.datasets import load_dataset
 from clients.eval.report import build_report, record_skipped
 from clients.eval.runner import EvalConfig, PlannerSpec, Runner
+from service.baselines import BASELINES
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -129,8 +130,8 @@ def check_suite(suite: dict[str, Any], jobs: list[Job]) -> list[str]:
     for m in suite["methods"]:
         if m.startswith("fixed:") and m.split(":", 1)[1] not in catalog.ids:
             problems.append(f"method {m}: no strategy '{m.split(':', 1)[1]}' in the catalog ({', '.join(catalog.ids)})")
-        elif not (m in ("zerocot", "ps+", "prompting", "rsim") or m.startswith(("fixed:", "optillm:"))):
-            problems.append(f"unknown method '{m}' (known: zerocot, ps+, prompting, rsim, fixed:<strategy>, "
+        elif not (m in (*BASELINES, "prompting", "rsim") or m.startswith(("fixed:", "optillm:"))):
+            problems.append(f"unknown method '{m}' (known: plain, zerocot, ps+, prompting, rsim, fixed:<strategy>, "
                             "optillm:<approach>)")
     planners = suite.get("planners") or []
     if any(_planned(m) for m in suite["methods"]) and not planners:

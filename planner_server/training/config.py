@@ -56,8 +56,15 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: Path = Path("runs/planner")
-    planner_model: str = Field(description="HF folder or hub id of the planner base model (~ expanded)")
-    mode: Literal["planner", "joint"] = "planner"
+    planner_model: str = Field("", description="HF folder or hub id of the planner base model (~ expanded); "
+                                               "not used by mode grpo")
+    # planner: GRPO on the planner, the reasoner frozen behind its endpoint (the paper's plug-in recipe);
+    # joint: planner and a local reasoner together (λ schedule); grpo: the local reasoner alone, no planner and
+    # nothing injected (the paper's "w/ GRPO" baseline; the episode is `grpo_episode`)
+    mode: Literal["planner", "joint", "grpo"] = "planner"
+    grpo_episode: Literal["plain", "zerocot", "ps+"] = Field(
+        "plain", description="mode grpo: the prompt baseline its rollouts run (and `rsim eval --methods` serves): "
+                             "plain = the question alone, the reasoner's own reasoning, its own \\boxed{} answer")
     reasoner: ReasonerConfig = ReasonerConfig()
     data: DataConfig = DataConfig()
     lora: LoraConfig = LoraConfig()
@@ -113,8 +120,18 @@ class TrainConfig(BaseModel):
             self.planner_model = str(Path(self.planner_model).expanduser())
         if self.mode == "planner" and not self.reasoner.url and self.data.traces is None:
             raise ValueError("planner-only mode needs reasoner.url (an OpenAI-compatible endpoint)")
-        if self.mode == "joint" and not self.reasoner.local_model:
-            raise ValueError("joint mode needs reasoner.local_model (a local HF reasoner to train)")
+        if self.mode in ("joint", "grpo") and not self.reasoner.local_model:
+            raise ValueError(f"{self.mode} mode needs reasoner.local_model (a local HF reasoner to train)")
+        if self.mode != "grpo" and not self.planner_model:
+            raise ValueError(f"{self.mode} mode needs planner_model (HF folder or hub id of the planner)")
+        if self.mode == "joint" and (self.kl_coef > 0 or self.ppo_epochs > 1):
+            raise ValueError("joint mode makes one clipped-surrogate pass per batch without a KL term: set kl_coef "
+                             "to 0 and ppo_epochs to 1 (planner and grpo modes support both)")
+        if self.mode == "grpo" and self.kl_coef > 0 and not self.lora.enabled:
+            raise ValueError("mode grpo measures the KL against the base model under the LoRA adapter; with full "
+                             "fine-tuning set kl_coef to 0 (no frozen reference copy of the reasoner is kept)")
+        if self.reasoner.local_model and self.reasoner.local_model.startswith("~"):
+            self.reasoner.local_model = str(Path(self.reasoner.local_model).expanduser())
         return self
 
 

@@ -80,6 +80,15 @@ def parse_row(line: str) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
+def truncate_logs(run_dir: Path, step: int) -> None:
+    """On resume: drop the rows of steps lost with the kill (and a line it cut): they are redone."""
+    for path in (run_dir / "metrics.jsonl", run_dir / "rollouts.jsonl"):
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines() if (row := parse_row(line)) is not None
+                    and row.get("step", 0) <= step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+
 def governed_tokens(result) -> list[int]:
     """Reasoner tokens each planner decision governs, in decision order: the step it chose, and the steps
     that only continued it (cut by their budget). [] when the steps and the decisions do not line up."""
@@ -245,12 +254,7 @@ def setup(cfg: TrainConfig, device: str | None = None):
         state = load_trainer_state(resume, optimizer)
         start_step, data_position = state["step"], state["data_position"]
         log.info("resumed from %s (step %d)", resume, start_step)
-        metrics_path = cfg.run_dir / "metrics.jsonl"
-        for path in (metrics_path, cfg.run_dir / "rollouts.jsonl"):
-            if path.is_file():  # drop rows of steps lost with the kill (and a line it cut): they are redone
-                kept = [line for line in path.read_text().splitlines() if (row := parse_row(line)) is not None
-                        and row.get("step", 0) <= start_step]
-                path.write_text("".join(line + "\n" for line in kept))
+        truncate_logs(cfg.run_dir, start_step)
     return model, tokenizer, optimizer, local, resume, start_step, data_position
 
 
@@ -310,6 +314,12 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     run.mkdir(parents=True, exist_ok=True)
     if dist.main:
         (run / "config.json").write_text(cfg.model_dump_json(indent=2))
+    if cfg.mode == "grpo":  # the reasoner alone: its own loop module, the same data, logs and checkpoints
+        if dist.world > 1:
+            raise ValueError("mode grpo runs on one process (torchrun with several ranks is for the planner modes)")
+        from planner_server.training.reasoner_grpo import train_reasoner
+
+        return await train_reasoner(cfg, problems_list if problems_list is not None else load_data(cfg))
     model, tokenizer, optimizer, local, resume, start_step, data_position = setup(cfg, dist.device(cfg.device))
     reasoner = local or reasoner
     if cfg.data.traces is not None:

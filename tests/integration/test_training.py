@@ -14,7 +14,7 @@ import httpx
 import pytest
 import torch
 
-from tests.support.procs import REPO, free_port, running, serve_cmd
+from tests.support.procs import REPO, free_port, running, serve_cmd, vllm_cmd, vllm_env
 from tests.support.tiny_model import make_lora_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -141,3 +141,37 @@ def test_data_parallel_ranks_stay_in_sync(tiny_model, tiny_reasoner, work_dir):
     assert [r["step"] for r in rows] == [1, 2] and rows[0]["world_size"] == 2  # rank 0 alone writes
     state = torch.load(run / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
     assert state["data_position"] == 2 * 1 * 2  # both ranks' shares of both steps
+
+
+def test_a_grpo_trained_reasoner_is_served_by_vllm_and_evaluated(tiny_model, work_dir):
+    """Issue 14 §3–4: the reasoner `mode: grpo` trains is saved so that it can be served (`rsim merge
+    --reasoner`: one HF folder with its chat template) and evaluated by `rsim eval` like any reasoner."""
+    run = work_dir / "grpo-run"
+    cmd = [sys.executable, "-m", "clients.cli", "train", "--mode=grpo", f"--reasoner.local_model={tiny_model}",
+           f"--run_dir={run}", "--max_steps=1", "--batch_size=1", "--group_size=2", "--episode_max_steps=2",
+           "--max_tokens_per_step=4", "--final_max_tokens=4", "--min_step_tokens=0", "--threads=1",
+           "--lora.target_modules=[q_proj,v_proj]", "--report_to=[]"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = work_dir / "grpo-reasoner"
+    m = subprocess.run([sys.executable, "-m", "clients.cli", "merge", str(run / "checkpoints"), "--reasoner",
+                        "--out", str(merged)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert m.returncode == 0, m.stderr[-3000:]
+    assert json.loads((merged / "manifest.json").read_text())["role"] == "reasoner"
+    refused = subprocess.run([sys.executable, "-m", "clients.cli", "merge", str(make_lora_checkpoint(
+        tiny_model, work_dir / "planner-only" / "step-1")), "--reasoner", "--out", str(work_dir / "nope")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "holds no reasoner" in refused.stderr
+    port = free_port()
+    with running(vllm_cmd(merged, port, "grpo-tiny"), ready_url=f"http://127.0.0.1:{port}/v1/models",
+                 log_path=work_dir / "logs" / "vllm-grpo.log", env=vllm_env(work_dir / "vllm-grpo-tmp"),
+                 timeout_s=600):
+        out = work_dir / "grpo-eval"
+        r = subprocess.run([sys.executable, "-m", "clients.cli", "eval", "--dataset", "synthetic", "--limit", "2",
+                            "--methods", "plain,zerocot", "--reasoner-url", f"http://127.0.0.1:{port}/v1",
+                            "--reasoner-model", "grpo-tiny", "--max-steps", "2", "--max-tokens-per-step", "4",
+                            "--final-max-tokens", "4", "--min-step-tokens", "0", "--out", str(out)],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row["method"]: row for row in json.loads((out / "report.json").read_text())}
+    assert set(rows) == {"plain", "zerocot"} and all(row["n"] == 2 and row["errors"] == 0 for row in rows.values())
