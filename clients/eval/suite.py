@@ -8,8 +8,9 @@
     datasets: [{name: synthetic, limit: 8, steps: [3, 5], scale: 3}, {name: gsm8k, path: data/gsm8k-test.jsonl}]
     methods: [zerocot, ps+, rsim, fixed:verification]
 
-Baselines (zerocot, ps+, prompting) do not depend on the planner and run once per reasoner; `rsim`
-and `fixed:*` run for each planner. Results: OUT/<reasoner>/ with one report per reasoner, the
+Baselines (plain, zerocot, ps+, prompting) do not depend on the planner and run once per reasoner; `rsim`
+and `fixed:*` run for each planner. A reasoner may narrow both: `methods: [...]` and `planners: [names]`
+(e.g. a jointly trained reasoner with only its own planner, a GRPO-trained one with only zerocot). Results: OUT/<reasoner>/ with one report per reasoner, the
 planned methods named `<method>@<planner>` when there are several planners. `${VAR:-default}` is
 expanded from the environment."""
 
@@ -85,10 +86,12 @@ def plan_suite(suite: dict[str, Any], root: Path) -> list[Job]:
     prompted planner (labelled `<method>@<name>` where there are several)."""
     episode = {k: v for k, v in suite.get("episode", {}).items()
                if k in EvalConfig.__dataclass_fields__}  # an unknown key is check_suite's to report
-    planners = suite.get("planners") or [{"name": "none"}]
-    methods = list(suite["methods"])
+    all_planners = suite.get("planners") or [{"name": "none"}]
     jobs = []
     for reasoner in suite["reasoners"]:
+        methods = list(reasoner.get("methods") or suite["methods"])
+        planners = [p for p in all_planners if p.get("name") in reasoner["planners"]] \
+            if reasoner.get("planners") else all_planners
         run_dir = root / reasoner["name"]
         prompting = _prompting_entries(reasoner)
 
@@ -101,7 +104,7 @@ def plan_suite(suite: dict[str, Any], root: Path) -> list[Job]:
                               optillm_url=reasoner.get("optillm_url"), concurrency=suite.get("concurrency", 4),
                               **episode)
         for i, planner in enumerate(planners):
-            mine = [(m, f"{m}@{planner['name']}" if len(planners) > 1 else m) for m in methods if _planned(m)]
+            mine = [(m, f"{m}@{planner['name']}" if len(all_planners) > 1 else m) for m in methods if _planned(m)]
             if i == 0:
                 mine = [(m, m) for m in methods if not _planned(m) and m != "prompting"] + mine
             if mine:
@@ -127,14 +130,16 @@ def check_suite(suite: dict[str, Any], jobs: list[Job]) -> list[str]:
     for key in suite.get("episode", {}):
         if key not in known_episode:
             problems.append(f"episode: unknown key '{key}' (known: {', '.join(sorted(known_episode))})")
-    for m in suite["methods"]:
+    every_method = list(dict.fromkeys([*suite["methods"], *(m for r in suite["reasoners"]
+                                                              for m in r.get("methods") or [])]))
+    for m in every_method:
         if m.startswith("fixed:") and m.split(":", 1)[1] not in catalog.ids:
             problems.append(f"method {m}: no strategy '{m.split(':', 1)[1]}' in the catalog ({', '.join(catalog.ids)})")
         elif not (m in (*BASELINES, "prompting", "rsim") or m.startswith(("fixed:", "optillm:"))):
             problems.append(f"unknown method '{m}' (known: plain, zerocot, ps+, prompting, rsim, fixed:<strategy>, "
                             "optillm:<approach>)")
     planners = suite.get("planners") or []
-    if any(_planned(m) for m in suite["methods"]) and not planners:
+    if any(_planned(m) for m in every_method) and not planners:
         problems.append("rsim and fixed:* methods need a planners list (service_url, planner_url, checkpoint or model)")
     names = [p.get("name") for p in planners]
     if len(set(names)) != len(names):
@@ -152,8 +157,11 @@ def check_suite(suite: dict[str, Any], jobs: list[Job]) -> list[str]:
         for key in ("name", "url", "model"):
             if not r.get(key):
                 problems.append(f"reasoner {r.get('name', '?')}: '{key}' is required")
-        if any(m.startswith("optillm:") for m in suite["methods"]) and not r.get("optillm_url"):
+        if any(m.startswith("optillm:") for m in r.get("methods") or suite["methods"]) and not r.get("optillm_url"):
             problems.append(f"reasoner {r.get('name')}: optillm:* methods need its optillm_url")
+        for name in r.get("planners") or []:
+            if name not in names:
+                problems.append(f"reasoner {r.get('name')}: no planner named '{name}' (planners: {names})")
         pnames = [p.get("name") for p in _prompting_entries(r)]
         if len(set(pnames)) != len(pnames):
             problems.append(f"reasoner {r.get('name')}: prompted planner names must be unique: {pnames}")

@@ -37,9 +37,14 @@ def test_paper_llama_has_the_six_prompting_rows_and_every_planner(tmp_path, monk
     assert prompting == {(r, m) for r in ("llama-3.2-1b", "llama-3.2-3b", "llama-3.3-70b")
                          for m in ("meta-llama/Llama-3.2-3B-Instruct", "meta-llama/Llama-3.3-70B-Instruct")}
     labels = Counter(label for j in jobs for _, label in j.methods)
-    assert labels["prompting@3b"] == labels["prompting@70b"] == labels["zerocot"] == labels["ps+"] == 3
+    assert labels["prompting@3b"] == labels["prompting@70b"] == labels["ps+"] == 3
     assert {lab for lab in labels if lab.startswith("rsim@")} == {
         "rsim@rsim-llama-1b", "rsim@rsim-llama-3b", "rsim@rsim-qwen2.5-1.5b"}
+    # the trained reasoners' rows (issue 14): 1B w/ rSIM with its own planner only, 1B w/ GRPO under zerocot only
+    trained = {j.reasoner: j.methods for j in jobs if j.reasoner.endswith(("-rsim", "-grpo"))}
+    assert trained == {"llama-3.2-1b-rsim": [("rsim", "rsim@rsim-llama-1b")],
+                       "llama-3.2-1b-grpo": [("zerocot", "zerocot")]}
+    assert labels["zerocot"] == 4
 
 
 def test_token_cost_suite(tmp_path, monkeypatch):

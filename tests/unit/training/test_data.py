@@ -180,5 +180,11 @@ def test_shipped_training_configs_parse():
     for path in sorted(root.glob("train-*.yaml")):
         cfg = load_config(path)
         assert cfg.max_steps >= 1, path
+    # the paper's planners (joint) and its GRPO baseline, named by suites/paper-llama.yaml
+    paper = {path.stem: load_config(path) for path in sorted((root / "paper").glob("*.yaml"))}
+    assert {k for k, c in paper.items() if c.mode == "joint"} == {
+        "joint-llama-3.2-1b", "joint-llama-3.2-3b", "joint-qwen2.5-1.5b"}
+    assert paper["grpo-llama-3.2-1b"].mode == "grpo" and not paper["grpo-llama-3.2-1b"].planner_model
+    assert all((c.joint_lambda_stage1, c.joint_lambda_stage2) == (0.7, 0.3) for c in paper.values())
     instruct = load_config(root / "train-gemma-instruct.yaml")
     assert (instruct.first_step, instruct.unguided_tail, instruct.continue_cut) == ("reasoner", True, True)
