@@ -82,6 +82,8 @@ class SolveRequest(BaseModel):
     question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
     max_steps: Annotated[int | None, Field(ge=1, le=64)] = None
     max_tokens_per_step: Annotated[int | None, Field(ge=1, le=8192)] = None
+    final_max_tokens: Annotated[int | None, Field(ge=1, le=8192, description="the answer step's budget "
+                                                  "(default: RSIM_FINAL_MAX_TOKENS)")] = None
     temperature: Annotated[float | None, Field(ge=0.0, le=10.0, description="planner temperature, 0 = argmax")] = None
     reasoner_temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
     model: Annotated[str | None, Field(max_length=256, description="reasoner model id")] = None

@@ -122,12 +122,13 @@ class ServiceState:
 
     def episode(self, model: str, *, max_steps: int | None, max_tokens_per_step: int | None,
                 temperature: float | None, reasoner_temperature: float | None, force: str | None,
-                forbid: list[str], seed: int | None, first_step: str | None = None) -> EpisodeConfig:
+                forbid: list[str], seed: int | None, first_step: str | None = None,
+                final_max_tokens: int | None = None) -> EpisodeConfig:
         # the service's settings, then the model's upstream's episode defaults, then the request's own
         s = {**self._defaults, **self.upstream_for(model).episode}
         return EpisodeConfig(model=model, max_steps=max_steps or s["max_steps"],
                              max_tokens_per_step=max_tokens_per_step or s["max_tokens_per_step"],
-                             final_max_tokens=s["final_max_tokens"],
+                             final_max_tokens=final_max_tokens or s["final_max_tokens"],
                              planner_temperature=s["planner_temperature"] if temperature is None else temperature,
                              reasoner_temperature=s["reasoner_temperature"] if reasoner_temperature is None
                              else reasoner_temperature,

@@ -198,6 +198,7 @@ class Runner:
             self.sdk = self.sdk or AsyncClient(self.cfg.planner.service_url, timeout_s=1800)
             return await self.sdk.solve(problem.question, max_steps=self.cfg.max_steps,
                                         max_tokens_per_step=self.cfg.max_tokens_per_step, model=self.cfg.reasoner_model,
+                                        final_max_tokens=self.cfg.final_max_tokens,
                                         force=force, first_step=self.cfg.first_step)
         orch = await self.orchestrator("fixed" if force else method)
         return await orch.solve(problem.question, self.episode(force, problem.task))

@@ -239,3 +239,20 @@ async def test_every_status_is_counted_once_by_endpoint(fault_reasoner, tmp_path
         'rsim_requests_total{endpoint="chat_passthrough",status="200"}': 1.0,
         'rsim_requests_total{endpoint="chat",status="429"}': 1.0,
     }, counted
+
+
+async def test_the_answer_step_gets_the_requested_answer_budget(client, fault_reasoner):
+    """Issue 13 §4: through the service the answer step had the service's budget whatever the caller (rsim
+    eval's --service-url path) asked, so methods got different answer budgets. `final_max_tokens` is a
+    /solve field now; unset, the service's setting holds."""
+    for final, rid in ((5, "budget-asked"), (None, "budget-default")):
+        body = {"question": "What is 2 + 3?", "model": "ok", "force": "verification", "max_steps": 2,
+                "max_tokens_per_step": 7, **({"final_max_tokens": final} if final else {})}
+        r = await client.post("/solve", json=body, headers={"X-Request-Id": rid})
+        assert r.status_code == 200, r.text
+        assert [s["strategy"] for s in r.json()["steps"]][-1] == "termination"
+    log = httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+    budgets = {rid: [json.loads(e["raw"])["max_tokens"] for e in log if e["headers"].get("x-request-id") == rid]
+               for rid in ("budget-asked", "budget-default")}
+    assert budgets["budget-asked"][0] <= 7 and budgets["budget-asked"][-1] == 5
+    assert budgets["budget-default"][-1] == ServiceSettings(reasoner_url="http://x", planner_url="http://y").final_max_tokens
