@@ -51,6 +51,16 @@ def test_planner_prefix_cache_benchmark_short_mode(tiny_model, capsys, monkeypat
     assert "caching on" in capsys.readouterr().out
 
 
+def test_planner_vllm_backend_benchmark_short_mode(tiny_model, capsys, work_dir):
+    from loadtests import bench_planner_vllm
+
+    result = bench_planner_vllm.main(["--model", str(tiny_model), "--short", "--variants", "vllm-async,vllm-locked",
+                                      "--logs", str(work_dir / "logs" / "bench-planner-vllm")])
+    assert set(result["variants"]) == {"vllm-async", "vllm-locked"}
+    assert all(row["errors"] == 0 and row["requests"] > 0 for v in result["variants"].values() for row in v.values())
+    assert result["ratios"][8]["vllm-async"] > 0 and "ratio against vllm-locked" in capsys.readouterr().out
+
+
 def test_soak_60_seconds_loses_nothing(tiny_model, work_dir):
     """The CI version of the soak: 60 s, 64 clients, 5% injected reasoner faults."""
     from loadtests import soak
