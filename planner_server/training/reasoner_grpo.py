@@ -91,10 +91,7 @@ def rollout_record(step: int, problem: Problem, result: SolveResponse, reward: d
 
 
 async def train_reasoner(cfg: TrainConfig, problems_list: list[Problem]) -> Path | None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from planner_server.training.train import build_policy, truncate_logs
+    from planner_server.training.train import build_policy, load_weights, truncate_logs
 
     catalog = load_catalog(cfg.catalog_path)
     model, tokenizer = build_policy(cfg, cfg.reasoner.local_model)
@@ -103,10 +100,7 @@ async def train_reasoner(cfg: TrainConfig, problems_list: list[Problem]) -> Path
     start_step = data_position = 0
     last = resume = latest_checkpoint(cfg.run_dir)
     if resume is not None:
-        if cfg.lora.enabled:
-            set_peft_model_state_dict(model, load_file(resume / "adapter_model.safetensors"))
-        else:
-            model.load_state_dict(load_file(resume / "model.safetensors"), strict=False)
+        load_weights(cfg, model, resume)
         state = load_trainer_state(resume, optimizer)
         start_step, data_position = state["step"], state["data_position"]
         truncate_logs(cfg.run_dir, start_step)

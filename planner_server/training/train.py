@@ -80,6 +80,17 @@ def parse_row(line: str) -> dict[str, Any] | None:
     return row if isinstance(row, dict) else None
 
 
+def load_weights(cfg: TrainConfig, model, folder: Path) -> None:
+    """A checkpoint's trained weights back into `model`: its LoRA adapter, or its full weights."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if cfg.lora.enabled:
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+    else:
+        model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+
+
 def truncate_logs(run_dir: Path, step: int) -> None:
     """On resume: drop the rows of steps lost with the kill (and a line it cut): they are redone."""
     for path in (run_dir / "metrics.jsonl", run_dir / "rollouts.jsonl"):
@@ -229,9 +240,6 @@ def setup(cfg: TrainConfig, device: str | None = None):
     """Models, optimizer and, when the run folder has a checkpoint, everything to resume from it:
     weights, optimizer, RNG and data position (a kill loses at most the step in progress). In joint
     mode a local reasoner is trained too; its weights live in the checkpoint's `reasoner/` folder."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
     model, tokenizer = build_policy(cfg, device=device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
@@ -245,12 +253,8 @@ def setup(cfg: TrainConfig, device: str | None = None):
     resume = latest_checkpoint(cfg.run_dir)
     if resume is not None:
         for m, folder in ((model, resume), (local.model if local else None, resume / "reasoner")):
-            if m is None:
-                continue
-            if cfg.lora.enabled:
-                set_peft_model_state_dict(m, load_file(folder / "adapter_model.safetensors"))
-            else:
-                m.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+            if m is not None:
+                load_weights(cfg, m, folder)
         state = load_trainer_state(resume, optimizer)
         start_step, data_position = state["step"], state["data_position"]
         log.info("resumed from %s (step %d)", resume, start_step)
