@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.types import Scope
 
-from planner_server.backends import PlannerBackend, build_backend, warm_up
+from planner_server.backends import PlannerBackend, start_backend
 from planner_server.batcher import MicroBatcher
 from planner_server.metrics import PlannerMetrics
 from planner_server.reload import watch_latest
@@ -57,14 +57,9 @@ def create_app(settings: PlannerSettings | None = None, *, backend: PlannerBacke
             state.metrics.forward.observe(seconds)
 
         async def load() -> None:
-            built = None
             try:
-                built = backend or await asyncio.to_thread(build_backend, settings, catalog)
-                await warm_up(built)
-                state.backend = built
+                state.backend = backend or await start_backend(settings, catalog)
             except Exception as e:
-                if built is not None and backend is None:
-                    await built.close()
                 state.load_error = f"planner failed to load: {e}"
                 log.exception("planner failed to load")
                 return

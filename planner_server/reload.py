@@ -8,7 +8,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from planner_server.backends import build_backend, warm_up
+from planner_server.backends import start_backend
 from planner_server.checkpoint import CheckpointError, resolve_planner
 from planner_server.state import PlannerState
 from service.errors import InvalidRequest, NotReady
@@ -27,12 +27,7 @@ async def reload_backend(state: PlannerState, checkpoint: Path | None = None) ->
     except CheckpointError as e:
         raise InvalidRequest(str(e), param="checkpoint", code="checkpoint_refused") from None
     async with state.reload_lock:
-        new = await asyncio.to_thread(build_backend, settings, state.catalog)
-        try:
-            await warm_up(new)
-        except BaseException:
-            await new.close()
-            raise
+        new = await start_backend(settings, state.catalog)
         old, state.backend = state.backend, new  # batches from now on use the new model
         state.settings = settings
         if state.batcher is not None:

@@ -56,7 +56,7 @@ class EpisodeConfig:
     # the conversation before the question, as chat messages ({"role", "content"}: system, user, assistant):
     # the reasoner gets them as they are, ahead of the question's user turn; the planner reads them labelled
     context: list[dict[str, str]] = field(default_factory=list)
-    # a prompt baseline (`zerocot`, `ps+`): no planner; one reasoning step under the baseline's instruction
+    # a prompt baseline (`plain`, `zerocot`, `ps+`): no planner; one reasoning step under the baseline's instruction
     # with the whole reasoning budget (`reasoning_budget()`), then the answer step
     baseline: str | None = None
 

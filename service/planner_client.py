@@ -16,6 +16,14 @@ class Planner(Protocol):
     async def plan(self, req: PlanRequest, *, request_id: str | None = None) -> PlanResponse: ...
 
 
+class NoPlanner:
+    """The planner of episodes that never ask one: a forced strategy (`fixed:<strategy>`), a prompt baseline,
+    GRPO on the reasoner alone."""
+
+    async def plan(self, req: PlanRequest, *, request_id: str | None = None) -> PlanResponse:
+        raise AssertionError("an episode without a planner asked the planner")  # pragma: no cover
+
+
 class HttpPlanner:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, *, timeout_s: float = 30.0):
         self.session, self.base_url = session, base_url.rstrip("/")

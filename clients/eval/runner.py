@@ -24,7 +24,7 @@ from service.baselines import BASELINES
 from service.catalog import TERMINATION, UNGUIDED, Catalog, load_catalog
 from service.errors import RsimError
 from service.orchestrator import EpisodeConfig, Orchestrator
-from service.planner_client import HttpPlanner
+from service.planner_client import HttpPlanner, NoPlanner
 from service.protocol import SolveResponse
 from service.reasoner import OpenAIReasoner, make_session
 
@@ -147,26 +147,26 @@ class Runner:
         return self.orchestrators[method]
 
     async def build(self, method: str) -> Orchestrator:
-        from planner_server.backends import build_backend
+        from planner_server.backends import start_backend
         from planner_server.settings import PlannerSettings
         from planner_server.backends import BackendPlanner
 
         spec = self.cfg.planner
         if method == "fixed":
-            planner: Any = _NoPlanner()
+            planner: Any = NoPlanner()
         elif method == "prompting":
             settings = PlannerSettings(backend="prompted", prompted_url=self.cfg.prompting_url or self.cfg.reasoner_url,
                                        prompted_model=self.cfg.prompting_model or self.cfg.reasoner_model,
                                        prompted_constrain=self.cfg.prompting_constrain,
                                        request_timeout_s=1800)  # an eval waits as long as its reasoner calls may
-            backend = await asyncio.to_thread(build_backend, settings, self.catalog)
+            backend = await start_backend(settings, self.catalog)
             self.backends.append(backend)
             planner = BackendPlanner(backend, self.catalog)
         elif spec.planner_url:
             planner = HttpPlanner(self.session, spec.planner_url)
         elif spec.checkpoint or spec.model:
             settings = PlannerSettings(model=spec.model, checkpoint=spec.checkpoint)
-            backend = await asyncio.to_thread(build_backend, settings, self.catalog)
+            backend = await start_backend(settings, self.catalog)
             self.backends.append(backend)
             planner = BackendPlanner(backend, self.catalog)
         else:
@@ -265,9 +265,3 @@ class Runner:
             bar.close()
         return path
 
-
-class _NoPlanner:
-    """`fixed:<strategy>` and the prompt baselines never ask a planner."""
-
-    async def plan(self, req, *, request_id=None):  # pragma: no cover - never called with force or baseline set
-        raise AssertionError("a method without a planner asked the planner")

@@ -28,10 +28,19 @@ class PlannerBackend(Protocol):
     async def close(self) -> None: ...
 
 
-async def warm_up(backend: PlannerBackend) -> None:
-    """A backend that needs a first request before it is fast (vllm) gets it before it serves."""
-    if hasattr(backend, "warm_up"):
-        await backend.warm_up()
+async def start_backend(settings: PlannerSettings, catalog: Catalog) -> PlannerBackend:
+    """Build the configured backend off the event loop, then, for a backend whose first request is slow
+    (vllm), send that request before it serves; a backend that fails to warm up is closed."""
+    import asyncio
+
+    backend = await asyncio.to_thread(build_backend, settings, catalog)
+    try:
+        if hasattr(backend, "warm_up"):
+            await backend.warm_up()
+    except BaseException:
+        await backend.close()
+        raise
+    return backend
 
 
 def build_backend(settings: PlannerSettings, catalog: Catalog) -> PlannerBackend:

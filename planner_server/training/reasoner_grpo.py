@@ -32,14 +32,10 @@ from planner_server.training.scoring import verdict
 from service.catalog import load_catalog
 from service.errors import RsimError
 from service.orchestrator import EpisodeConfig, Orchestrator
+from service.planner_client import NoPlanner
 from service.protocol import SolveResponse
 
 log = logging.getLogger("rsim.train.grpo")
-
-
-class NoPlanner:
-    async def plan(self, req, *, request_id=None):  # pragma: no cover - a baseline episode never asks
-        raise AssertionError("mode grpo has no planner")
 
 
 def reward_of(problem: Problem, result: SolveResponse) -> dict[str, float]:

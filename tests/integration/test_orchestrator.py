@@ -70,10 +70,7 @@ async def test_a_prompt_baseline_is_an_episode_configuration_of_the_one_loop(tin
     step with the catalog's termination instruction. An unknown baseline is refused before any call."""
     from service.baselines import BASELINES
     from service.errors import InvalidRequest
-
-    class NoPlanner:
-        async def plan(self, req, *, request_id=None):
-            raise AssertionError("a baseline asked the planner")
+    from service.planner_client import NoPlanner
 
     session = make_session(connect_timeout_s=5, read_timeout_s=60, request_timeout_s=120, max_connections=8)
     try:
