@@ -61,7 +61,9 @@ def test_token_cost_suite(tmp_path, monkeypatch):
 
 def test_a_wrong_suite_is_refused_with_every_problem_named(tmp_path):
     bad = {"name": "bad", "episode": {"max_steps": 2, "max_step": 3},
-           "reasoners": [{"name": "r", "url": "http://127.0.0.1:9/v1", "model": "m"}],
+           "reasoners": [{"name": "r", "url": "http://127.0.0.1:9/v1", "model": "m"},
+                         {"name": "trained", "url": "http://127.0.0.1:9/v1", "model": "t", "methods": ["plan-b"],
+                          "planners": ["ghost"]}],
            "datasets": [{"name": "synthetic", "limit": 2}, {"name": "gsm8k", "path": str(tmp_path / "nope.jsonl")}],
            "methods": ["zerocot", "cot", "fixed:nope", "rsim", "optillm:re2"]}
     path = tmp_path / "bad.yaml"
@@ -71,7 +73,15 @@ def test_a_wrong_suite_is_refused_with_every_problem_named(tmp_path):
     assert r.returncode == 2
     for needle in ("unknown key 'max_step'", "unknown method 'cot'", "no strategy 'nope'",
                    "rsim and fixed:* methods need a planners list", "optillm:* methods need its optillm_url",
-                   "nope.jsonl"):
+                   "nope.jsonl", "unknown method 'plan-b'", "reasoner trained: no planner named 'ghost'"):
         assert needle in r.stderr, (needle, r.stderr)
     assert "zerocot | synthetic | 2" in r.stdout and "gsm8k | missing" in r.stdout
     assert not (REPO / "runs" / "eval" / "bad").exists()  # nothing ran
+
+
+def test_a_label_names_one_method_only(tmp_path):
+    r = subprocess.run([*RSIM, "eval", "--dataset", "synthetic", "--methods", "zerocot,rsim", "--label", "x",
+                        "--reasoner-url", "http://127.0.0.1:9/v1", "--reasoner-model", "m", "--out", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "--label names the records of one method" in r.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything ran
