@@ -72,3 +72,20 @@ def joint_surrogate(planner_logp: torch.Tensor, planner_old: torch.Tensor, plann
     # clipped_surrogate averages over the non-zero weights; the objective averages over every action
     loss = loss * (weights != 0).sum().clamp(min=1) / max(1, len(logp))
     return loss, {**stats, "planner_actions": float(len(planner_logp)), "reasoner_tokens": float(len(reasoner_logp))}
+
+
+
+class UpdateNorms:
+    """The L2 norm of what an update changed in each parameter group of the optimiser, one agent per group
+    (`update_norm/<agent>`), over all its epochs: the learning-rate weighting of the λ schedule shows here,
+    not in the gradients (Adam normalises their scale away)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, agents: Sequence[str]) -> None:
+        self.optimizer, self.agents = optimizer, list(agents)
+        self.before = [[p.detach().clone() for p in g["params"]] for g in optimizer.param_groups]
+
+    @torch.no_grad()
+    def measure(self) -> dict[str, float]:
+        return {f"update_norm/{agent}": math.sqrt(sum(float(((p.detach() - b) ** 2).sum())
+                                                      for p, b in zip(g["params"], old, strict=True)))
+                for agent, g, old in zip(self.agents, self.optimizer.param_groups, self.before, strict=True)}

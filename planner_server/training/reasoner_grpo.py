@@ -24,7 +24,7 @@ from tqdm import tqdm
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle
-from planner_server.training.grpo import clipped_surrogate, group_advantages
+from planner_server.training.grpo import clipped_surrogate, group_advantages, UpdateNorms
 from planner_server.training.local_reasoner import LocalReasoner, ReasonerEpisode
 from planner_server.training.metrics_log import MetricsLog
 from planner_server.training.rewards import reasoner_reward
@@ -60,10 +60,12 @@ def update(local: LocalReasoner, optimizer, items: list[tuple[ReasonerEpisode, f
     generated token of the batch; one episode per backward pass bounds the memory."""
     total = sum(sum(ep.mask) for ep, _ in items)
     if total == 0:
-        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "ratio_mean": 1.0, "grad_norm": 0.0}
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "ratio_mean": 1.0, "grad_norm": 0.0,
+                "update_norm/reasoner": 0.0}
     params = [p for p in local.model.parameters() if p.requires_grad]
     refs = {id(ep): token_logp(local, ep, reference=True) for ep, _ in items} if cfg.kl_coef > 0 else {}
     stats, grad_norm = [], 0.0
+    norms = UpdateNorms(optimizer, ["reasoner"])
     for _ in range(cfg.ppo_epochs):
         random.shuffle(items)
         optimizer.zero_grad(set_to_none=True)
@@ -76,7 +78,8 @@ def update(local: LocalReasoner, optimizer, items: list[tuple[ReasonerEpisode, f
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
         optimizer.step()
     return {"loss": sum(s["loss"] for s in stats) / cfg.ppo_epochs,
-            **{k: fmean(s[k] for s in stats) for k in ("clip_fraction", "kl", "ratio_mean")}, "grad_norm": grad_norm}
+            **{k: fmean(s[k] for s in stats) for k in ("clip_fraction", "kl", "ratio_mean")}, "grad_norm": grad_norm,
+            **norms.measure()}
 
 
 def rollout_record(step: int, problem: Problem, result: SolveResponse, reward: dict[str, float]) -> str:

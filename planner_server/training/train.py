@@ -26,7 +26,7 @@ from planner_server.training.data import Problem, cycle, load_problems
 from planner_server.training.metrics_log import MetricsLog
 from planner_server.training.distributed import Dist, params_digest
 from planner_server.training.from_traces import batch_decisions, load_trace_batches, sample
-from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate
+from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate, UpdateNorms
 from planner_server.training.local_reasoner import LocalReasoner
 from planner_server.training.policy import PolicyPlanner, Recorded
 from planner_server.training.rewards import PlannerWeights
@@ -140,9 +140,10 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
     weights a decision's term (`planner_weighting: tokens`). With several ranks every rank takes part in
     each epoch's gradient average, even with no decision of its own."""
     if not decisions and dist.world == 1:
-        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0}
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0, "update_norm/planner": 0.0}
     stats: list[dict[str, float]] = []
     params = [p for p in policy.model.parameters() if p.requires_grad]
+    norms = UpdateNorms(optimizer, ["planner"])
     for _ in range(cfg.ppo_epochs):
         random.shuffle(decisions)
         optimizer.zero_grad(set_to_none=True)
@@ -163,7 +164,7 @@ def grpo_update(policy: PolicyPlanner, optimizer, decisions: list[tuple[Recorded
         optimizer.step()
     out = {k: fmean(s[k] for s in stats) for k in stats[0]} if stats else \
         {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "ratio_mean": 1.0}
-    return {**out, "grad_norm": grad_norm}
+    return {**out, "grad_norm": grad_norm, **norms.measure()}
 
 
 def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups: list[Group], lam: float,
@@ -179,7 +180,8 @@ def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups:
     items = [it for it in items if it[3] is not None]
     total = sum(len(r.decisions) + sum(ep.mask) for r, _, _, ep in items)
     if total == 0 and dist.world == 1:
-        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0, "lambda": lam}
+        return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0, "lambda": lam,
+                "update_norm/planner": 0.0, "update_norm/reasoner": 0.0}
     optimizer.zero_grad(set_to_none=True)
     losses, stats = [], []
     for r, pa, ra, ep in items:  # one rollout per backward pass bounds the memory
@@ -198,10 +200,11 @@ def joint_update(policy: PolicyPlanner, local: LocalReasoner, optimizer, groups:
     # Adam divides each parameter's step by its own gradient scale, so λ in the loss alone cancels out:
     # each agent's learning rate carries its weight too (group 0: planner, group 1: reasoner)
     optimizer.param_groups[0]["lr"], optimizer.param_groups[1]["lr"] = cfg.lr * lam, cfg.lr * (1 - lam)
+    norms = UpdateNorms(optimizer, ["planner", "reasoner"])
     optimizer.step()
     return {"loss": sum(losses), "clip_fraction": fmean(s["clip_fraction"] for s in stats) if stats else 0.0,
             "kl": 0.0, "ratio_mean": fmean(s["ratio_mean"] for s in stats) if stats else 1.0,
-            "grad_norm": grad_norm, "lambda": lam,
+            "grad_norm": grad_norm, "lambda": lam, **norms.measure(),
             "reasoner_tokens": float(sum(sum(ep.mask) for *_, ep in items))}
 
 

@@ -3,6 +3,7 @@ tokens are never reasoner actions), and a joint step in which λ decides which m
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -107,6 +108,8 @@ async def test_the_stage_weight_survives_adam(tiny_model, tmp_path, lam):
     ratio = step_size(load_file(last / "adapter_model.safetensors")) / \
         step_size(load_file(last / "reasoner" / "adapter_model.safetensors"))
     assert ratio == pytest.approx(lam / (1 - lam), rel=0.15)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])  # what the curves plot
+    assert row["update_norm/planner"] / row["update_norm/reasoner"] == pytest.approx(lam / (1 - lam), rel=0.15)
 
 
 class ScriptedLM(torch.nn.Module):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from planner_server.training.grpo import clipped_surrogate, group_advantages, kl_k3
+from planner_server.training.grpo import UpdateNorms, clipped_surrogate, group_advantages, kl_k3
 from planner_server.training.rewards import PlannerWeights, answer_in_format, follows, planner_reward, reasoner_reward
 
 
@@ -213,3 +213,15 @@ def test_planner_reward_weights():
     assert right.penalty == -1.0  # the term is still measured (and logged), only weighed at 0
     assert planner_reward(quiet, correct=True, chose_termination=False, reasoner_ended=True,
                           weights=PlannerWeights(acc=2.0, terminal=0.0)).total == pytest.approx(2.0 - 1.0)
+
+
+def test_update_norms_measure_each_agents_step_by_hand():
+    """What an update changed, per parameter group: SGD with lr 0.5 on gradients (3, 4) and (1,) moves the
+    first agent by 0.5·5 and the second by 0.5; a group the update leaves alone reads 0."""
+    a, b, idle = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([{"params": [a]}, {"params": [b]}, {"params": [idle]}], lr=0.5)
+    norms = UpdateNorms(opt, ["planner", "reasoner", "idle"])
+    a.grad, b.grad, idle.grad = torch.tensor([3.0, 4.0]), torch.tensor([1.0]), torch.zeros(3)
+    opt.step()
+    assert norms.measure() == pytest.approx({"update_norm/planner": 2.5, "update_norm/reasoner": 0.5,
+                                             "update_norm/idle": 0.0})
