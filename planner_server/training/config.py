@@ -103,7 +103,8 @@ class TrainConfig(BaseModel):
                                                    "unguided in the reasoning budget left (as served)")
     continue_cut: bool = Field(False, description="a step cut by its budget mid-paragraph is continued unguided "
                                                   "(as served)")
-    concurrency: int = Field(8, ge=1, description="rollouts in flight at once")
+    concurrency: int = Field(8, ge=1, description="rollouts in flight at once (joint and grpo modes: also the most "
+                                                  "steps the local reasoner generates in one batch)")
 
     save_every: int = Field(10, ge=1)
     report_to: list[Literal["tensorboard", "wandb"]] = Field(

@@ -105,7 +105,8 @@ async def train_reasoner(cfg: TrainConfig, problems_list: list[Problem]) -> Path
         truncate_logs(cfg.run_dir, start_step)
         log.info("resumed from %s (step %d)", resume, start_step)
     name = Path(cfg.reasoner.local_model or "local").name
-    local = LocalReasoner(model, tokenizer, temperature=cfg.reasoner.temperature, name=name, mode=cfg.reasoner.mode)
+    local = LocalReasoner(model, tokenizer, temperature=cfg.reasoner.temperature, name=name, mode=cfg.reasoner.mode,
+                          max_batch=cfg.concurrency)
     orchestrator = Orchestrator(NoPlanner(), local, catalog)
     episode = EpisodeConfig(model=name, baseline=cfg.grpo_episode, max_steps=cfg.episode_max_steps,
                             max_tokens_per_step=cfg.max_tokens_per_step, final_max_tokens=cfg.final_max_tokens,

@@ -251,7 +251,8 @@ def setup(cfg: TrainConfig, device: str | None = None):
         r_model, r_tok = build_policy(cfg, cfg.reasoner.local_model, device=device)
         optimizer.add_param_group({"params": [p for p in r_model.parameters() if p.requires_grad]})
         local = LocalReasoner(r_model, r_tok, temperature=cfg.reasoner.temperature,
-                              name=Path(cfg.reasoner.local_model or "local").name, mode=cfg.reasoner.mode)
+                              name=Path(cfg.reasoner.local_model or "local").name, mode=cfg.reasoner.mode,
+                              max_batch=cfg.concurrency)
     start_step, data_position = 0, 0
     resume = latest_checkpoint(cfg.run_dir)
     if resume is not None:

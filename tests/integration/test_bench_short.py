@@ -122,6 +122,15 @@ def test_stepwise_benchmark_short_mode(tiny_model, tmp_path, capsys):
     assert "prefix caching on" in capsys.readouterr().out
 
 
+def test_local_reasoner_benchmark_short_mode(tiny_model, capsys):
+    from loadtests import bench_local_reasoner
+
+    results = bench_local_reasoner.main(["--model", str(tiny_model), "--short", "--dtype", "float32"])
+    assert set(results["tokens_per_s"]) == {"one at a time", "batched (4)"} and results["tokens"] == 8
+    assert all(rate > 0 for rate in results["tokens_per_s"].values()) and results["ratio"] > 0
+    assert "batched (4)" in capsys.readouterr().out
+
+
 def test_locust_headless_runner_short_mode(tmp_path):
     from loadtests import load
 

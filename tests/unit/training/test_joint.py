@@ -3,6 +3,7 @@ tokens are never reasoner actions), and a joint step in which λ decides which m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -120,7 +121,7 @@ class ScriptedLM(torch.nn.Module):
         self.vocab, self.script = vocab, list(script)
         self.anchor = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, past_key_values=None, use_cache=True):
+    def forward(self, input_ids, past_key_values=None, use_cache=True, **_):
         from types import SimpleNamespace
 
         logits = torch.full((1, input_ids.shape[1], self.vocab), -1e9)
@@ -165,3 +166,43 @@ async def test_the_trained_ids_are_the_text_the_served_loop_keeps(tiny_model):
     assert eos not in ep.ids[:-1]  # the mid-episode EOS is gone, as it is from the served text
     assert word_id not in ep.ids  # the token that ran past the stop is no action
     assert sum(ep.mask) == len(ep.logp) == len(a) + len(b) + len(b) + 1
+
+
+async def test_concurrent_steps_are_generated_in_one_batch_with_each_rows_own_numbers(tiny_model, tmp_path):
+    """The local reasoner generated one step at a time under a lock (on two cores, 1.7 tokens/s for a 1.5B model
+    in a joint run). Steps asked for at the same time now share forward passes: prompts of different lengths
+    left-padded into one batch, each row at its own positions, budget and end — and teacher forcing on the
+    unpadded sequence reproduces every recorded log-probability, so the padding changes nothing trained."""
+    from service.reasoner import StepDone, StepRequest
+
+    cfg = TrainConfig(run_dir=tmp_path, planner_model=str(tiny_model), mode="joint",
+                      reasoner={"local_model": str(tiny_model)}, lora={"enabled": False})
+    model, tok = build_policy(cfg, str(tiny_model))
+    local = LocalReasoner(model, tok, temperature=1.0, max_batch=4)
+    rows: list[int] = []
+    hook = model.register_forward_hook(lambda m, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
+                                       with_kwargs=True)
+    budgets = {"a": 6, "b": 9, "c": 12}
+    questions = {"a": "What is 2 + 3?", "b": "What is 17 * 23 - 4 + 1000?", "c": "Seven?"}
+
+    async def one(rid: str, question: str) -> int:
+        async for chunk in local.step(StepRequest(model="local", question=question, steps=[], pending="",
+                                                  max_tokens=budgets[rid], min_tokens=budgets[rid], stop=None,
+                                                  request_id=rid, temperature=1.0, delimiter="\n\n")):
+            if isinstance(chunk, StepDone):
+                return chunk.completion_tokens
+        return -1
+
+    try:
+        done = await asyncio.gather(*(one(rid, q) for rid, q in questions.items()))
+    finally:
+        hook.remove()
+    assert done == [6, 9, 12]  # each row stopped at its own budget
+    assert rows[0] == 3 and len(rows) == 12  # one batch: the prefill, then a pass per token of the longest row
+    for rid in budgets:
+        ep = local.take(rid)
+        prompt = local.prompt_ids(questions[rid], [])
+        assert ep.ids[:len(prompt)] == prompt and len(ep.ids) == len(prompt) + budgets[rid]  # no padding kept
+        with torch.no_grad():
+            again = local.token_logp([ep])[0]
+        assert again.tolist() == pytest.approx(ep.logp, abs=1e-4)
