@@ -138,22 +138,26 @@ class LocalReasoner:
         lockstep meet) and runs it; the others wait for their result."""
         job = _Job(ep, max_tokens, stop, min_tokens, asyncio.get_running_loop().create_future())
         self._pending.append(job)
-        while not job.future.done():
-            async with self._batch_lock:  # one batch at a time; a batch run by another caller may hold this job
-                if job.future.done():
-                    break
-                await asyncio.sleep(self.gather_s)
-                jobs, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-                try:
-                    results = await asyncio.to_thread(self._generate_batch, jobs)
-                except BaseException as e:  # every job of the batch learns what happened
-                    for j in jobs:
-                        if j is not job and not j.future.done():
-                            j.future.set_exception(e if isinstance(e, Exception) else
-                                                   RuntimeError("the generation batch was cancelled"))
-                    raise
-                for j, r in zip(jobs, results, strict=True):
-                    j.future.set_result(r)
+        try:
+            while not job.future.done():
+                async with self._batch_lock:  # one batch at a time; a batch run by another caller may hold this job
+                    if job.future.done():
+                        break
+                    await asyncio.sleep(self.gather_s)
+                    jobs, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                    try:
+                        results = await asyncio.to_thread(self._generate_batch, jobs)
+                    except BaseException as e:  # every job of the batch learns what happened
+                        for j in jobs:
+                            if j is not job and not j.future.done():
+                                j.future.set_exception(e if isinstance(e, Exception) else
+                                                       RuntimeError("the generation batch was cancelled"))
+                        raise
+                    for j, r in zip(jobs, results, strict=True):
+                        j.future.set_result(r)
+        finally:
+            if job in self._pending:  # cancelled before any batch took it: nobody generates for it
+                self._pending.remove(job)
         return job.future.result()
 
     def _trim_past_stop(self, ep: ReasonerEpisode, generated: list[int], text: str, stop: list[str]) -> None:

@@ -206,3 +206,43 @@ async def test_concurrent_steps_are_generated_in_one_batch_with_each_rows_own_nu
         with torch.no_grad():
             again = local.token_logp([ep])[0]
         assert again.tolist() == pytest.approx(ep.logp, abs=1e-4)
+
+
+async def test_a_failing_batch_fails_every_step_in_it_and_nothing_waits_forever(tiny_model):
+    """A fault in the shared forward pass reaches every episode whose step was in the batch (none hangs on a
+    result nobody will set), and a later step runs normally."""
+    from service.reasoner import StepDone, StepRequest
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+            self.fail = True
+
+        def forward(self, input_ids, **_):
+            from types import SimpleNamespace
+
+            if self.fail:
+                raise RuntimeError("out of memory (injected)")
+            logits = torch.zeros((input_ids.shape[0], input_ids.shape[1], len(tok)))
+            return SimpleNamespace(logits=logits, past_key_values=None)
+
+    model = Broken()
+    local = LocalReasoner(model, tok, temperature=1.0, max_batch=4)
+
+    async def one(rid: str) -> int:
+        async for chunk in local.step(StepRequest(model="local", question="What is 2 + 3?", steps=[], pending="",
+                                                  max_tokens=2, stop=None, request_id=rid, temperature=1.0,
+                                                  delimiter="\n\n")):
+            if isinstance(chunk, StepDone):
+                return chunk.completion_tokens
+        return -1
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(f"r{i}") for i in range(3)), return_exceptions=True), 10)
+    assert [str(r) for r in results] == ["out of memory (injected)"] * 3
+    assert local._pending == []
+    model.fail = False
+    assert await asyncio.wait_for(one("again"), 10) == 2
