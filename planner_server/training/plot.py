@@ -84,7 +84,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
                       where="mid", color="grey", linestyle="--", label="λ (planner weight)")
             twin.set_ylim(0, 1)
             twin.set_ylabel("λ")
-            twin.legend(loc="lower right")
+            twin.legend(loc="upper right")
         ax.legend(loc="upper left")
         ax.set_title("update norm per agent")
         fig.tight_layout()
