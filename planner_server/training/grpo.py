@@ -74,7 +74,6 @@ def joint_surrogate(planner_logp: torch.Tensor, planner_old: torch.Tensor, plann
     return loss, {**stats, "planner_actions": float(len(planner_logp)), "reasoner_tokens": float(len(reasoner_logp))}
 
 
-
 class UpdateNorms:
     """The L2 norm of what an update changed in each parameter group of the optimiser, one agent per group
     (`update_norm/<agent>`), over all its epochs: the learning-rate weighting of the λ schedule shows here,

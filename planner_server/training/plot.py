@@ -49,10 +49,11 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     out = Path(out_dir) if out_dir else run / "plots"
     out.mkdir(parents=True, exist_ok=True)
     steps = [r["step"] for r in rows]
+    mode = mode_of(rows)
     written = []
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    panels = PANELS[mode_of(rows)]
+    panels = PANELS[mode]
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
         ys = [r.get(key, 0.0) for r in rows]
         ax.plot(steps, ys, alpha=0.35, label="per step")
@@ -61,7 +62,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes.flat[0].legend()
-    fig.suptitle(f"rsim {mode_of(rows)} training: {run.name}")
+    fig.suptitle(f"rsim {mode} training: {run.name}")
     fig.tight_layout()
     path = out / "training_curves.png"
     fig.savefig(path, dpi=110)

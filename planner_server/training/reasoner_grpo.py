@@ -24,7 +24,7 @@ from tqdm import tqdm
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
 from planner_server.training.config import TrainConfig
 from planner_server.training.data import Problem, cycle
-from planner_server.training.grpo import clipped_surrogate, group_advantages, UpdateNorms
+from planner_server.training.grpo import UpdateNorms, clipped_surrogate, group_advantages
 from planner_server.training.local_reasoner import LocalReasoner, ReasonerEpisode
 from planner_server.training.metrics_log import MetricsLog
 from planner_server.training.rewards import reasoner_reward

@@ -26,7 +26,7 @@ from planner_server.training.data import Problem, cycle, load_problems
 from planner_server.training.metrics_log import MetricsLog
 from planner_server.training.distributed import Dist, params_digest
 from planner_server.training.from_traces import batch_decisions, load_trace_batches, sample
-from planner_server.training.grpo import clipped_surrogate, group_advantages, joint_surrogate, UpdateNorms
+from planner_server.training.grpo import UpdateNorms, clipped_surrogate, group_advantages, joint_surrogate
 from planner_server.training.local_reasoner import LocalReasoner
 from planner_server.training.policy import PolicyPlanner, Recorded
 from planner_server.training.rewards import PlannerWeights
