@@ -26,7 +26,7 @@ def cmd_up(a: argparse.Namespace) -> int:
               reasoner_url=a.reasoner_url, reasoner_model=a.reasoner_model, reasoner_mode=a.reasoner_mode,
               planner_model=a.planner_model, planner_checkpoint=a.planner_checkpoint,
               cache_dir=Path(a.cache_dir) if a.cache_dir else default_cache_dir(), kv_cache_gb=a.kv_cache_gb,
-              ready_timeout_s=a.ready_timeout_s)
+              ready_timeout_s=a.ready_timeout_s, gate=a.gate)
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
@@ -363,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])
     u.add_argument("--planner-model", help="planner base model (HF folder or hub id; default: embedded Gemma)")
     u.add_argument("--planner-checkpoint", help="trained planner checkpoint folder")
+    u.add_argument("--gate", choices=["shadow", "gated", "open"],
+                   help="when the planner's choice is injected (RSIM_GATE; default shadow: recorded in the trace, "
+                        "never injected, so answers are the reasoner's own — no planner of ours has won yet)")
     u.add_argument("--cache-dir", help="where the embedded models and logs live (default ~/.cache/rsim, "
                                        "or RSIM_CACHE_DIR)")
     u.add_argument("--kv-cache-gb", type=int, default=1, help="KV cache of the embedded vLLM (GiB)")

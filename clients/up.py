@@ -143,7 +143,7 @@ def convert(name: str, cache_dir: Path) -> Path:
 
 def up(*, host: str, service_port: int, planner_port: int, reasoner_port: int, reasoner_url: str | None,
        reasoner_model: str | None, reasoner_mode: str, planner_model: str | None, planner_checkpoint: str | None,
-       cache_dir: Path, kv_cache_gb: int, ready_timeout_s: float) -> int:
+       cache_dir: Path, kv_cache_gb: int, ready_timeout_s: float, gate: str | None = None) -> int:
     from clients.embedded import EMBEDDED_PLANNER, EMBEDDED_REASONER
 
     logs = cache_dir / "logs"
@@ -174,6 +174,8 @@ def up(*, host: str, service_port: int, planner_port: int, reasoner_port: int, r
     if reasoner_model == EMBEDDED_REASONER:  # a 1.5B model on a CPU: shorter episodes unless the user says otherwise
         for key, value in EMBEDDED_EPISODE.items():
             service_env[key] = os.environ.get(key) or value
+    # the gate: shadow unless told (RSIM_GATE or --gate): the default must not answer worse than the reasoner
+    service_env["RSIM_GATE"] = gate or os.environ.get("RSIM_GATE") or "shadow"
     service_env.setdefault("RSIM_TRACE_STORE", os.environ.get("RSIM_TRACE_STORE") or str(cache_dir / "traces.db"))
     children.append(Child("service", [sys.executable, "-m", "clients.cli", "serve", "service", "--host", host,
                                       "--port", str(service_port)], service_env,
@@ -198,6 +200,12 @@ def up(*, host: str, service_port: int, planner_port: int, reasoner_port: int, r
             console.print("[yellow]note:[/] the planner is UNTRAINED (base weights of "
                           f"{Path(planner_env['RSIM_PLANNER_MODEL']).name}): its strategy choices are not learned "
                           "until you pass --planner-checkpoint.")
+        if service_env["RSIM_GATE"] == "shadow":
+            console.print("[yellow]gate:[/] shadow — the planner decides and every trace records its choice, but "
+                          "nothing is injected: answers are the reasoner's own step loop. No planner has beaten that "
+                          "loop on held-out problems yet (docs/eval-instruct.md); --gate open injects every choice.")
+        else:
+            console.print(f"[yellow]gate:[/] {service_env['RSIM_GATE']}")
         console.print('try:  rsim solve "What is 17 * 23?"      stop: Ctrl-C')
         while not stop["requested"]:
             for c in children:

@@ -71,6 +71,12 @@ class PlannerUnavailable(RsimError):
     status_code, type, code = 503, "service_unavailable", "planner_unavailable"
 
 
+class PlannerLate(PlannerUnavailable):
+    """The planner did not decide in time (its deadline, or the client's): the loop takes a quiet step."""
+
+    code = "planner_late"
+
+
 class NotReady(RsimError):
     status_code, type, code = 503, "service_unavailable", "not_ready"
 

@@ -33,6 +33,10 @@ class ServiceMetrics:
         self.steps_per_request = Histogram("rsim_steps_per_request", "Steps per request",
                                            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64), registry=r)
         self.degraded = Counter("rsim_degraded", "Requests answered without the planner", registry=r)
+        self.gate = Counter("rsim_gate_decisions", "Planned steps by what the gate did: open, fired, closed, shadow, "
+                            "late (no decision in time: a quiet step)", ["gate"], registry=r)
+        self.late = Counter("rsim_planner_late", "Planner decisions that did not come in time (quiet steps)",
+                            registry=r)
         # read at scrape time on the event loop: a number that only grows is a leaked task
         Gauge("rsim_event_loop_tasks", "Tasks alive on the service's event loop", registry=r).set_function(
             lambda: len(asyncio.all_tasks()))
@@ -55,6 +59,10 @@ class ServiceMetrics:
     def observe(self, result: SolveResponse) -> None:
         for step in result.steps:
             self.steps.labels(step.strategy).inc()
+            if step.gate is not None:
+                self.gate.labels(step.gate).inc()
+                if step.gate == "late":
+                    self.late.inc()
         self.tokens.labels("prompt").inc(result.usage.prompt_tokens)
         self.tokens.labels("completion").inc(result.usage.completion_tokens)
         t = result.timings

@@ -2,22 +2,29 @@
 `max_steps`. A step that starts by copying an earlier one is written again without its instruction. A
 reasoning step that writes a boxed answer ends the episode with it; one after which the reasoner has
 nothing to add — it ended its message, or copied an earlier step even so — goes to the answer step (§4.2).
+Each step is three named decisions on the episode's state (`EpisodeState`): who decides it (`whose_turn`),
+what it does (`Orchestrator.decide`: the planner's choice through the gate, a quiet step when the gate is
+closed or the decision is late) and what is injected (`Orchestrator.prompt`); a branch rollout is the same
+loop from a copy of the state with another action (`run(state=…, action=…)`).
 No web framework here: the service, the training worker and the eval harness all run exactly this loop,
 as a stream of events (L1)."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from service.plan_protocol import PlanRequest, PlanStep
 from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
 from service.baselines import BASELINES
 from service.catalog import TERMINATION, UNGUIDED, Catalog
-from service.errors import InvalidRequest, PlannerUnavailable
+from service.errors import InvalidRequest, Overloaded, PlannerLate, PlannerUnavailable
+from service.gate import QUIET, GateMode, gate
 from service.injection import WrittenStep, chain_of_thought, injection_text, transcript
 from service.planner_client import Planner
 from service.protocol import SolveResponse, StepTrace, Timings, Usage
@@ -59,6 +66,14 @@ class EpisodeConfig:
     # a prompt baseline (`plain`, `zerocot`, `ps+`): no planner; one reasoning step under the baseline's instruction
     # with the whole reasoning budget (`reasoning_budget()`), then the answer step
     baseline: str | None = None
+    # the gate (service.gate): `open` injects every planner choice (the paper, and what training samples),
+    # `gated` only a choice whose predicted gain over quiet reaches `gate_margin` (None: the checkpoint's),
+    # `shadow` records the planner's choice and injects nothing
+    gate: GateMode = "open"
+    gate_margin: float | None = None
+    # a planner decision not back in this many seconds is a quiet step (flagged `late`), never a failed
+    # request; None: wait as long as the planner client does
+    decision_timeout_s: float | None = None
 
     def reasoning_budget(self) -> int:
         """Reasoning tokens of an episode: what the prompt baselines get in their one step."""
@@ -74,6 +89,15 @@ class EpisodeConfig:
         if strategy_id == TERMINATION:
             return StepBounds()
         return StepBounds(min_tokens=self.min_step_tokens, min_chars=self.min_step_chars)
+
+
+@dataclass
+class Deciding:
+    """Before a decision point (a step the planner decides), with a copy of the episode's state: a branch
+    rollout goes on from it with another action (`Orchestrator.run(state=…, action=…)`). Only emitted by
+    `run(snapshots=True)`."""
+
+    state: EpisodeState
 
 
 @dataclass
@@ -97,7 +121,7 @@ class Finished:
     result: SolveResponse
 
 
-Event = StrategyChosen | TextDelta | StepEnded | Finished
+Event = Deciding | StrategyChosen | TextDelta | StepEnded | Finished
 
 
 def plain_budget_ok(cfg: EpisodeConfig, used: int) -> bool:
@@ -106,11 +130,80 @@ def plain_budget_ok(cfg: EpisodeConfig, used: int) -> bool:
     return cfg.max_total_tokens - used - cfg.answer_reserve() >= max(1, cfg.min_step_tokens)
 
 
+@dataclass
+class EpisodeState:
+    """What the loop knows between two steps. Everything the next step depends on is here, so an episode
+    can go on from a copy of it (a branch)."""
+
+    index: int = -1  # the step last written
+    written: list[WrittenStep] = field(default_factory=list)
+    traces: list[StepTrace] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+    planner_version: str | None = None
+    degraded: bool = False  # the planner went away: plain chain of thought, then the answer
+    reasoned: bool = False  # the reasoning has ended: the reasoner closed its message, repeated itself, or no budget
+    tailed: bool = False  # the unguided tail has been written
+    cut: bool = False  # the last reasoning step was cut by its token budget
+
+    def copy(self) -> EpisodeState:
+        return replace(self, written=list(self.written), traces=[t.model_copy(deep=True) for t in self.traces],
+                       usage=self.usage.model_copy(), timings=self.timings.model_copy())
+
+
+Who = Literal["baseline", "tail", "reasoner", "forced", "planner", "answer"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Who decides the step about to be written: a prompt baseline's one step, the unguided tail, the reasoner
+    alone (the opening step, or a cut step continued), a forced strategy, the planner, or the answer."""
+
+    who: Who
+    last: bool
+    glued: bool = False  # goes on from the previous step's last word (no delimiter, nothing injected)
+
+
+def whose_turn(state: EpisodeState, cfg: EpisodeConfig) -> Turn:
+    index = state.index + 1
+    last = index >= cfg.max_steps - 1
+    if cfg.baseline is not None:
+        return Turn("baseline" if index == 0 else "answer", last)
+    tail = (last and cfg.unguided_tail and not (state.tailed or state.degraded or state.reasoned)
+            and cfg.reasoning_budget() - state.usage.reasoning_tokens >= max(1, cfg.min_step_tokens))
+    glued = state.cut and cfg.continue_cut and not (state.degraded or state.reasoned) and (tail or not last)
+    if tail:
+        return Turn("tail", last, glued)
+    if state.degraded or last or state.reasoned:
+        return Turn("answer", last)
+    if (index == 0 and cfg.first_step == "reasoner") or glued:
+        return Turn("reasoner", last, glued)
+    return Turn("forced" if cfg.force is not None else "planner", last)
+
+
+@dataclass
+class Decision:
+    """What the step does: a catalog strategy, UNGUIDED or a baseline, with what the planner said."""
+
+    strategy: str
+    forced: bool = True
+    plain: bool = False  # the planner just went away: plain chain of thought for the budget left
+    quiet: bool = False  # the planner's step kept quiet (gate closed, shadow, late): nothing injected
+    probability: float | None = None
+    probabilities: dict[str, float] | None = None
+    drawn: tuple[str, float] | None = None  # the planner's (mode, μ(choice)) when its choice is the step
+    planned: str | None = None
+    gain: float | None = None
+    gate: str | None = None
+    planner_ms: float = 0.0
+
+
 class Orchestrator:
     def __init__(self, planner: Planner, reasoner: OpenAIReasoner, catalog: Catalog, *,
                  on_planner_down: str = "error"):
         self.planner, self.reasoner, self.catalog = planner, reasoner, catalog
         self.on_planner_down = on_planner_down
+        self.quiet_id = QUIET if QUIET in catalog.ids else UNGUIDED
 
     def check(self, cfg: EpisodeConfig) -> None:
         """Reject unknown strategy ids before any upstream call."""
@@ -126,161 +219,194 @@ class Orchestrator:
             raise InvalidRequest(f"unknown baseline '{cfg.baseline}'; known: {', '.join(BASELINES)}",
                                  param="baseline")
 
-    async def solve(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None) -> SolveResponse:
-        async for event in self.run(question, cfg, request_id=request_id):
+    async def solve(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None,
+                    state: EpisodeState | None = None, action: str | None = None) -> SolveResponse:
+        async for event in self.run(question, cfg, request_id=request_id, state=state, action=action):
             if isinstance(event, Finished):
                 return event.result
         raise AssertionError("episode ended without a result")
 
-    async def run(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None) -> AsyncIterator[Event]:
+    async def decide(self, turn: Turn, state: EpisodeState, cfg: EpisodeConfig, planner_question: str,
+                     request_id: str, action: str | None) -> Decision:
+        """The step's strategy: fixed by the turn, set from outside (`action`: a branch), or the planner's
+        choice through the gate. A late decision is a quiet step; a planner gone away is plain reasoning."""
+        if turn.who == "baseline":
+            return Decision(str(cfg.baseline))
+        if turn.who == "answer":
+            return Decision(TERMINATION)
+        if turn.who in ("tail", "reasoner"):
+            return Decision(UNGUIDED)
+        if action is not None:
+            return Decision(action, gate="branch")
+        if turn.who == "forced":
+            return Decision(str(cfg.force))
+        index = state.index + 1
+        t0 = time.perf_counter()
+        request = PlanRequest(question=planner_question,
+                              steps=[PlanStep(strategy=t.strategy, text=t.text) for t in state.traces],
+                              temperature=cfg.planner_temperature, forbid=cfg.forbid,
+                              seed=None if cfg.seed is None else cfg.seed + index)
+        try:
+            if cfg.decision_timeout_s is None:
+                plan = await self.planner.plan(request, request_id=request_id)
+            else:
+                plan = await asyncio.wait_for(self.planner.plan(request, request_id=request_id),
+                                              cfg.decision_timeout_s)
+        except (asyncio.TimeoutError, PlannerLate, Overloaded):
+            return Decision(self.quiet_id, quiet=True, gate="late", planner_ms=(time.perf_counter() - t0) * 1000)
+        except PlannerUnavailable:
+            if cfg.gate != "open":  # a gated or shadow loop needs no planner to answer: the step is quiet
+                return Decision(self.quiet_id, quiet=True, gate="down", planner_ms=(time.perf_counter() - t0) * 1000)
+            if self.on_planner_down != "degrade":
+                raise
+            state.degraded = True
+            return Decision(self.quiet_id, plain=True, planner_ms=(time.perf_counter() - t0) * 1000)
+        planner_ms = (time.perf_counter() - t0) * 1000
+        state.usage.planner_calls += 1
+        state.usage.planner_tokens += plan.tokens or 0
+        state.planner_version = plan.planner_version
+        verdict = gate(plan, cfg.gate, cfg.gate_margin)
+        said = dict(probability=plan.probabilities[plan.strategy], probabilities=plan.probabilities,
+                    planned=plan.strategy, gain=verdict.gain, gate=verdict.state, planner_ms=planner_ms)
+        if not verdict.speak:
+            return Decision(self.quiet_id, quiet=True, **said)
+        return Decision(plan.strategy, forced=False, drawn=(plan.mode, plan.behaviour_probability), **said)
+
+    def prompt(self, decision: Decision, turn: Turn, state: EpisodeState,
+               cfg: EpisodeConfig) -> tuple[str, int, list[str] | None]:
+        """What is injected before the step, its token budget and its stops."""
+        index, strategy_id = state.index + 1, decision.strategy
+        if turn.who == "baseline":
+            return BASELINES[strategy_id], cfg.reasoning_budget(), None
+        if decision.plain:
+            return "", (cfg.max_steps - index - 1) * cfg.max_tokens_per_step, None
+        if turn.who == "tail":  # the reasoner finishes its reasoning on its own, in the budget left
+            return "", cfg.reasoning_budget() - state.usage.reasoning_tokens, None
+        if strategy_id == UNGUIDED or decision.quiet:
+            return "", cfg.max_tokens_per_step, [cfg.delimiter]
+        if strategy_id == TERMINATION:
+            injected = answer_instruction(cfg.answer_format, injection_text(self.catalog.get(TERMINATION), index))
+            stop = answer_stop(cfg.answer_format, cfg.delimiter)
+            if cfg.answer_stop:
+                stop = (stop or []) + cfg.answer_stop
+            return injected, cfg.final_max_tokens, stop
+        return injection_text(self.catalog.get(strategy_id), index), cfg.max_tokens_per_step, [cfg.delimiter]
+
+    async def write(self, trace: StepTrace, decision: Decision, turn: Turn, state: EpisodeState, cfg: EpisodeConfig,
+                    question: str, max_tokens: int, stop: list[str] | None,
+                    request_id: str) -> AsyncIterator[TextDelta]:
+        """The reasoner writes the step under its instruction, streaming; its text, tokens and end go on
+        `trace`. A step that starts by copying an earlier one is dropped and written again without its
+        instruction (the reasoner, left alone, goes on); a reasoner whose every token is kept (joint
+        training) cannot drop text, so there the copy only ends the reasoning."""
+        strategy_id, injected = decision.strategy, trace.injected
+        answering = strategy_id == TERMINATION or decision.plain
+        reasoning = strategy_id != TERMINATION and not decision.plain
+        guard = CopyGuard(t.text for t in state.traces) if reasoning and not getattr(
+            self.reasoner, "append_only", False) else None
+        usage, parts = state.usage, []
+        t0 = time.perf_counter()
+        eos: bool | None = None
+        while True:
+            cap = max_tokens
+            if cfg.max_total_tokens is not None:  # never past the client's total budget
+                left = cfg.max_total_tokens - usage.completion_tokens
+                cap = min(max_tokens, left if answering else left - cfg.answer_reserve())
+                if cap < 1:
+                    break
+            async for chunk in write_step(self.reasoner, StepRequest(
+                    model=cfg.model, question=question, context=cfg.context, steps=state.written, pending=injected,
+                    max_tokens=cap, stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed,
+                    request_id=request_id, glued=turn.glued, delimiter=cfg.delimiter,
+                    sampling=cfg.sampling), cfg.bounds(strategy_id)):
+                if isinstance(chunk, StepDone):
+                    trace.finish_reason = chunk.finish_reason
+                    trace.tokens += chunk.completion_tokens
+                    usage.add(chunk, reasoning=strategy_id != TERMINATION)
+                    eos = chunk.eos
+                    continue
+                for out in (guard.feed(chunk) if guard else (chunk,)):
+                    parts.append(out)
+                    yield TextDelta(trace.index, out)
+            for out in (guard.flush() if guard else ()):
+                parts.append(out)
+                yield TextDelta(trace.index, out)
+            if not (guard and guard.copied):
+                break
+            guard, injected = None, ""
+            trace.injected, trace.rewritten = "", True
+        trace.reasoner_ms = (time.perf_counter() - t0) * 1000
+        state.timings.reasoner_ms += trace.reasoner_ms
+        trace.text = "".join(parts)
+        if reasoning:
+            if cfg.answer_format == "boxed" and first_boxed(trace.text) is not None:
+                trace.ends_reasoning = "answer"
+            elif eos:
+                trace.ends_reasoning = "eos"
+            elif restates(trace.text, (t.text for t in state.traces)):
+                trace.ends_reasoning = "repeat"
+            state.reasoned = trace.ends_reasoning is not None
+        state.cut = reasoning and trace.finish_reason == "length"
+
+    async def run(self, question: str, cfg: EpisodeConfig, *, request_id: str | None = None,
+                  state: EpisodeState | None = None, action: str | None = None,
+                  snapshots: bool = False) -> AsyncIterator[Event]:
+        """The episode as events. `state`: go on from a copy of an earlier episode's state (a branch), with
+        `action` taken at the first decision point instead of asking the planner; `snapshots`: emit
+        `Deciding` before each decision point."""
         self.check(cfg)
+        if action is not None and action not in self.catalog.ids:
+            raise InvalidRequest(f"unknown strategy '{action}'", param="action")
         request_id = request_id or uuid.uuid4().hex
         planner_question = transcript(cfg.context, question)
         t_start = time.perf_counter()
-        written: list[WrittenStep] = []
-        traces: list[StepTrace] = []
-        usage, timings = Usage(), Timings()
-        planner_version: str | None = None
-        degraded, finish_reason = False, "max_steps"
-        reasoned = False  # the last step ended the reasoning: the reasoner closed its message or repeated itself
+        state = state.copy() if state is not None else EpisodeState()
+        finish_reason = "max_steps"
         answer: str | None = None  # the reasoner's own boxed answer, when a reasoning step wrote one
 
-        index, tailed, cut = -1, False, False
         while True:
-            index += 1
-            last = index >= cfg.max_steps - 1
-            strategy_id, probabilities, probability, forced, planner_ms = TERMINATION, None, None, True, 0.0
-            drawn: tuple[str, float] | None = None  # the planner's (mode, μ(strategy)) when it chose
-            plain = False  # the planner just went away: write plain chain of thought, then the answer
-            if cfg.max_total_tokens is not None and not plain_budget_ok(cfg, usage.completion_tokens):
-                reasoned = True  # no room for another reasoning step in the client's budget: answer now
-            tail = (last and cfg.unguided_tail and not (tailed or degraded or reasoned)
-                    and cfg.reasoning_budget() - usage.reasoning_tokens >= max(1, cfg.min_step_tokens))
-            glued = cut and cfg.continue_cut and not (degraded or reasoned) and (tail or not last)
-            if cfg.baseline is not None:  # its one reasoning step, then the answer
-                tail = glued = False
-                strategy_id = cfg.baseline if index == 0 else TERMINATION
-            elif tail:
-                strategy_id, tailed = UNGUIDED, True
-            elif not (degraded or last or reasoned):
-                if (index == 0 and cfg.first_step == "reasoner") or glued:
-                    strategy_id = UNGUIDED
-                elif cfg.force is not None:
-                    strategy_id = cfg.force
-                else:
-                    t0 = time.perf_counter()
-                    try:
-                        plan = await self.planner.plan(PlanRequest(
-                            question=planner_question, steps=[PlanStep(strategy=t.strategy, text=t.text) for t in traces],
-                            temperature=cfg.planner_temperature, forbid=cfg.forbid,
-                            seed=None if cfg.seed is None else cfg.seed + index), request_id=request_id)
-                    except PlannerUnavailable:
-                        if self.on_planner_down != "degrade":
-                            raise
-                        degraded = plain = True
-                    else:
-                        strategy_id, probabilities, forced = plan.strategy, plan.probabilities, False
-                        probability, planner_version = plan.probabilities[plan.strategy], plan.planner_version
-                        drawn = (plan.mode, plan.behaviour_probability)
-                        usage.planner_calls += 1
-                        usage.planner_tokens += plan.tokens or 0
-                    planner_ms = (time.perf_counter() - t0) * 1000
-                    timings.planner_ms += planner_ms
-
-            if strategy_id == cfg.baseline:
-                injected, max_tokens, stop = BASELINES[cfg.baseline], cfg.reasoning_budget(), None
-            elif plain:
-                strategy_id = "continuation" if "continuation" in self.catalog.ids else self.catalog.ids[0]
-                injected, stop = "", None
-                max_tokens = (cfg.max_steps - index - 1) * cfg.max_tokens_per_step
-            elif tail:  # the reasoner finishes its reasoning on its own, in the budget left
-                injected, max_tokens, stop = "", cfg.reasoning_budget() - usage.reasoning_tokens, None
-            elif strategy_id == UNGUIDED:
-                injected, max_tokens, stop = "", cfg.max_tokens_per_step, [cfg.delimiter]
-            elif strategy_id == TERMINATION:
-                injected = answer_instruction(cfg.answer_format, injection_text(self.catalog.get(TERMINATION), index))
-                max_tokens, stop = cfg.final_max_tokens, answer_stop(cfg.answer_format, cfg.delimiter)
-                if cfg.answer_stop:
-                    stop = (stop or []) + cfg.answer_stop
-            else:
-                injected = injection_text(self.catalog.get(strategy_id), index)
-                max_tokens, stop = cfg.max_tokens_per_step, [cfg.delimiter]
-
-            trace = StepTrace(index=index, strategy=strategy_id, probability=probability, probabilities=probabilities,
-                              decision=drawn[0] if drawn else None, behaviour_probability=drawn[1] if drawn else None,
-                              forced=forced, injected=injected, text="", planner_ms=planner_ms, continued=glued)
+            if cfg.max_total_tokens is not None and not plain_budget_ok(cfg, state.usage.completion_tokens):
+                state.reasoned = True  # no room for another reasoning step in the client's budget: answer now
+            turn = whose_turn(state, cfg)
+            if turn.who in ("planner", "forced") and snapshots:
+                yield Deciding(state.copy())
+            decision = await self.decide(turn, state, cfg, planner_question, request_id, action)
+            if decision.gate == "branch":
+                action = None  # the branch's action is taken once; the loop goes on as it would
+            injected, max_tokens, stop = self.prompt(decision, turn, state, cfg)
+            state.index += 1
+            state.tailed = state.tailed or turn.who == "tail"
+            state.timings.planner_ms += decision.planner_ms
+            trace = StepTrace(index=state.index, strategy=decision.strategy, probability=decision.probability,
+                              probabilities=decision.probabilities,
+                              decision=decision.drawn[0] if decision.drawn else None,
+                              behaviour_probability=decision.drawn[1] if decision.drawn else None,
+                              forced=decision.forced, injected=injected, text="", planner_ms=decision.planner_ms,
+                              continued=turn.glued, planned=decision.planned, gain=decision.gain, gate=decision.gate)
             yield StrategyChosen(trace)
-
-            t0 = time.perf_counter()
-            text_parts: list[str] = []
-            eos: bool | None = None
-            reasoning = strategy_id != TERMINATION and not plain
-            # A step that starts by copying an earlier one is dropped and written again without its
-            # instruction (the reasoner, left alone, goes on); a reasoner whose every token is kept
-            # (joint training) cannot drop text, so there the copy only ends the reasoning.
-            guard = CopyGuard(t.text for t in traces) if reasoning and not getattr(
-                self.reasoner, "append_only", False) else None
-            while True:
-                cap = max_tokens
-                if cfg.max_total_tokens is not None:  # never past the client's total budget
-                    left = cfg.max_total_tokens - usage.completion_tokens
-                    cap = min(max_tokens, left if strategy_id == TERMINATION or plain else left - cfg.answer_reserve())
-                    if cap < 1:
-                        break
-                async for chunk in write_step(self.reasoner, StepRequest(
-                        model=cfg.model, question=question, context=cfg.context, steps=written, pending=injected,
-                        max_tokens=cap,
-                        stop=stop, temperature=cfg.reasoner_temperature, seed=cfg.seed, request_id=request_id,
-                        glued=glued, delimiter=cfg.delimiter,
-                        sampling=cfg.sampling), cfg.bounds(strategy_id)):
-                    if isinstance(chunk, StepDone):
-                        trace.finish_reason = chunk.finish_reason
-                        trace.tokens += chunk.completion_tokens
-                        usage.add(chunk, reasoning=strategy_id != TERMINATION)
-                        eos = chunk.eos
-                        continue
-                    for out in (guard.feed(chunk) if guard else (chunk,)):
-                        text_parts.append(out)
-                        yield TextDelta(index, out)
-                for out in (guard.flush() if guard else ()):
-                    text_parts.append(out)
-                    yield TextDelta(index, out)
-                if not (guard and guard.copied):
-                    break
-                guard, injected = None, ""
-                trace.injected, trace.rewritten = "", True
-            trace.reasoner_ms = (time.perf_counter() - t0) * 1000
-            timings.reasoner_ms += trace.reasoner_ms
-            trace.text = "".join(text_parts)
-            if reasoning:
-                if cfg.answer_format == "boxed" and first_boxed(trace.text) is not None:
-                    trace.ends_reasoning = "answer"
-                elif eos:
-                    trace.ends_reasoning = "eos"
-                elif restates(trace.text, (t.text for t in traces)):
-                    trace.ends_reasoning = "repeat"
-                reasoned = trace.ends_reasoning is not None
-            written.append(WrittenStep(injected=injected, text=trace.text, glued=glued))
-            cut = reasoning and trace.finish_reason == "length"
-            traces.append(trace)
+            async for delta in self.write(trace, decision, turn, state, cfg, question, max_tokens, stop, request_id):
+                yield delta
+            state.written.append(WrittenStep(injected=trace.injected, text=trace.text, glued=turn.glued))
+            state.traces.append(trace)
             yield StepEnded(trace)
 
-            if strategy_id == TERMINATION:
-                finish_reason = ("degraded" if degraded else "termination" if cfg.baseline is not None else
-                                 "max_steps" if last and forced and not reasoned else "termination")
+            if decision.strategy == TERMINATION:
+                finish_reason = ("degraded" if state.degraded else "termination" if cfg.baseline is not None else
+                                 "max_steps" if turn.last and decision.forced and not state.reasoned
+                                 else "termination")
                 break
             if trace.ends_reasoning == "answer":  # the reasoner wrote its final answer: nothing left to ask
                 finish_reason, answer = "termination", first_boxed(trace.text)
                 break
 
-        full_text = chain_of_thought(written, cfg.delimiter)
-        final = written[-1]
+        full_text = chain_of_thought(state.written, cfg.delimiter)
+        usage, timings = state.usage, state.timings
         usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
         timings.total_ms = (time.perf_counter() - t_start) * 1000
         timings.overhead_ms = max(0.0, timings.total_ms - timings.planner_ms - timings.reasoner_ms)
         if answer is None:
-            answer = final_answer(cfg.answer_format, full_text, final.text)
+            answer = final_answer(cfg.answer_format, full_text, state.written[-1].text)
         yield Finished(SolveResponse(
             id=request_id, model=cfg.model, answer=answer,
-            text=full_text, steps=traces, finish_reason=finish_reason, degraded=degraded, usage=usage,
-            timings=timings, planner_version=planner_version, catalog_version=self.catalog.version))
+            text=full_text, steps=state.traces, finish_reason=finish_reason, degraded=state.degraded, usage=usage,
+            timings=timings, planner_version=state.planner_version, catalog_version=self.catalog.version))

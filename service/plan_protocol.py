@@ -4,6 +4,7 @@ them — the service's planner client and the planner server — and the service
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Annotated, Literal, Protocol
 
@@ -53,15 +54,34 @@ class PlanResponse(BaseModel):
                               "explored (argmax with the server's exploration rate ε: sampled with probability ε)")
     behaviour_probability: float = Field(1.0, description="μ(strategy): its probability under the distribution it "
                                                           "was drawn from (1 for an argmax)")
+    gains: dict[str, float] | None = Field(
+        None, description="predicted gain of each strategy over staying quiet (`continuation`), in score units, "
+                          "from a checkpoint trained on step values; None: the planner carries no calibration")
+    margin: float | None = Field(None, description="the gate margin calibrated with the checkpoint (validation "
+                                                   "split): a gated step speaks only where the gain reaches it")
 
     @classmethod
     def of(cls, decision: DecisionLike, ids: list[str], *, planner_version: str, catalog_version: str,
-           latency_ms: float, tokens: int | None = None) -> PlanResponse:
-        """The wire answer of a decision over the catalog `ids` (in catalog order)."""
-        return cls(strategy=ids[decision.index], probabilities=dict(zip(ids, decision.probabilities, strict=True)),
+           latency_ms: float, tokens: int | None = None, value_scale: float | None = None,
+           margin: float | None = None) -> PlanResponse:
+        """The wire answer of a decision over the catalog `ids` (in catalog order). `value_scale` τ: the
+        checkpoint was fitted to p(a) ∝ exp(A(a)/τ) over step values A, so the gain of `a` over quiet is
+        τ·(log p(a) − log p(quiet))."""
+        probabilities = dict(zip(ids, decision.probabilities, strict=True))
+        return cls(strategy=ids[decision.index], probabilities=probabilities,
                    entropy=decision.entropy, planner_version=planner_version, catalog_version=catalog_version,
                    latency_ms=latency_ms, tokens=tokens, mode=decision.mode,
-                   behaviour_probability=decision.behaviour_probability)
+                   behaviour_probability=decision.behaviour_probability,
+                   gains=None if value_scale is None else value_gains(probabilities, value_scale), margin=margin)
+
+
+def value_gains(probabilities: dict[str, float], value_scale: float, quiet: str = "continuation") -> dict[str, float] | None:
+    """τ·(log p(a) − log p(quiet)) for every strategy (None when the catalog has no quiet action)."""
+    if quiet not in probabilities:
+        return None
+    floor = 1e-12
+    base = math.log(max(probabilities[quiet], floor))
+    return {k: value_scale * (math.log(max(p, floor)) - base) for k, p in probabilities.items()}
 
 
 class PlanBatchRequest(BaseModel):

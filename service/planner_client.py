@@ -1,5 +1,6 @@
-"""Client of the planner server over HTTP (L1). Any failure to get a decision is `PlannerUnavailable`,
-except the planner's own 4xx (bad ids) and 429 (its queue is full), which keep their meaning."""
+"""Client of the planner server over HTTP (L1). Any failure to get a decision is `PlannerUnavailable` —
+`PlannerLate` when it is only late (a timeout, the planner's own 504) — except the planner's own 4xx (bad
+ids) and 429 (its queue is full), which keep their meaning."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Protocol
 import aiohttp
 
 from service.plan_protocol import PlanRequest, PlanResponse
-from service.errors import InvalidRequest, Overloaded, PlannerUnavailable
+from service.errors import InvalidRequest, Overloaded, PlannerLate, PlannerUnavailable
 
 
 class Planner(Protocol):
@@ -37,7 +38,9 @@ class HttpPlanner:
                                          timeout=self.timeout) as resp:
                 body = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except asyncio.TimeoutError as e:
+            raise PlannerLate(f"no decision from the planner at {self.base_url} in {self.timeout.total:g} s") from e
+        except aiohttp.ClientError as e:
             raise PlannerUnavailable(f"planner unreachable at {self.base_url}: {e.__class__.__name__}") from e
         if status == 200:
             return PlanResponse.model_validate_json(body)
@@ -46,6 +49,8 @@ class HttpPlanner:
             raise Overloaded(message)
         if 400 <= status < 500:
             raise InvalidRequest(message)
+        if status == 504:
+            raise PlannerLate(message)
         raise PlannerUnavailable(message)
 
     async def ready(self) -> bool:

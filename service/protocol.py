@@ -65,6 +65,16 @@ class StepTrace(BaseModel):
                                                "delimiter put between them")
     rewritten: bool = Field(False, description="under its instruction the reasoner began to restate an earlier "
                                                 "step; that text was dropped and the step written without it")
+    planned: str | None = Field(None, description="the planner's choice, when the planner was asked and answered in "
+                                                  "time (the step's `strategy` differs when the gate kept it quiet)")
+    gain: float | None = Field(None, description="the planner's predicted gain of `planned` over a quiet step "
+                                                 "(None: the planner carries no value calibration)")
+    gate: Literal["open", "fired", "closed", "shadow", "late", "down", "branch"] | None = Field(
+        None, description="how the planned step was decided: open (every choice injected), fired / closed (the "
+                          "gate let the choice through / kept the step quiet), shadow (recorded, nothing injected), "
+                          "late (no decision in time: quiet), down (the planner unreachable under a gated or shadow "
+                          "loop: quiet), branch (an action set from outside: a branch rollout); None: no planner "
+                          "decision at this step")
     planner_ms: float = 0.0
     reasoner_ms: float = 0.0
 
@@ -93,6 +103,10 @@ class SolveRequest(BaseModel):
     first_step: Literal["planner", "reasoner"] | None = Field(
         None, description="who writes the first step: the planner's pick, or the reasoner from the plain question "
                           "with nothing injected (default: RSIM_FIRST_STEP)")
+    gate: Literal["open", "gated", "shadow"] | None = Field(
+        None, description="when the planner's choice is injected (default: RSIM_GATE, shadow unless configured)")
+    gate_margin: float | None = Field(None, description="gated mode's margin (default: RSIM_GATE_MARGIN, else the "
+                                                        "checkpoint's)")
     stream: bool = False
 
 
@@ -137,6 +151,8 @@ class RsimOptions(BaseModel):
     temperature: Annotated[float | None, Field(ge=0.0, le=10.0)] = None
     force: Annotated[str | None, Field(max_length=64)] = None
     forbid: Annotated[list[str], Field(max_length=16)] = []
+    gate: Literal["open", "gated", "shadow"] | None = None
+    gate_margin: float | None = None
     return_trace: bool = False
 
 

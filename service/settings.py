@@ -24,6 +24,16 @@ class ServiceSettings(BaseSettings):
     reasoner_temperature: float = Field(0.0, ge=0.0, le=2.0)
     planner_url: str = "http://127.0.0.1:8001"
     on_planner_down: Literal["error", "degrade"] = "error"
+    gate: Literal["open", "gated", "shadow"] = Field(
+        "shadow", description="when the planner's choice is injected: shadow (default: the planner decides and the "
+                              "trace records it, nothing is injected — answers are the reasoner's own loop), gated "
+                              "(only where its predicted gain over a quiet step reaches the margin), open (every "
+                              "choice, as in the paper)")
+    gate_margin: float | None = Field(None, description="gated mode's margin on the predicted gain (unset: the one "
+                                                        "calibrated with the planner's checkpoint)")
+    decision_timeout_s: float | None = Field(10.0, gt=0, description="a planner decision not back in this time is a "
+                                             "quiet step (trace `gate: late`, metric rsim_planner_late_total), "
+                                             "never a failed request")
     max_steps: int = Field(8, ge=1, le=64)
     max_tokens_per_step: int = Field(256, ge=1, le=8192)
     final_max_tokens: int = Field(512, ge=1, le=8192, description="token budget of the termination step")

@@ -123,7 +123,8 @@ class ServiceState:
     def episode(self, model: str, *, max_steps: int | None, max_tokens_per_step: int | None,
                 temperature: float | None, reasoner_temperature: float | None, force: str | None,
                 forbid: list[str], seed: int | None, first_step: str | None = None,
-                final_max_tokens: int | None = None) -> EpisodeConfig:
+                final_max_tokens: int | None = None, gate: str | None = None,
+                gate_margin: float | None = None) -> EpisodeConfig:
         # the service's settings, then the model's upstream's episode defaults, then the request's own
         s = {**self._defaults, **self.upstream_for(model).episode}
         return EpisodeConfig(model=model, max_steps=max_steps or s["max_steps"],
@@ -135,7 +136,9 @@ class ServiceState:
                              force=force, forbid=list(forbid), seed=seed, delimiter=s["step_delimiter"],
                              min_step_tokens=s["min_step_tokens"], min_step_chars=s["min_step_chars"],
                              first_step=first_step or s["first_step"], unguided_tail=s["unguided_tail"],
-                             continue_cut=s["continue_cut"])
+                             continue_cut=s["continue_cut"], gate=gate or s["gate"],
+                             gate_margin=s["gate_margin"] if gate_margin is None else gate_margin,
+                             decision_timeout_s=s["decision_timeout_s"])
 
 
 async def get_state(request: Request) -> ServiceState:

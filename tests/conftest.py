@@ -79,6 +79,7 @@ def tiny_service(tiny_reasoner: Server, tiny_planner: Server, work_dir: Path) ->
     log = work_dir / "logs" / "service-tiny.log"
     env = {"RSIM_REASONER_URL": tiny_reasoner.url, "RSIM_PLANNER_URL": tiny_planner.url,
            "RSIM_MAX_TOKENS_PER_STEP": "12", "RSIM_FINAL_MAX_TOKENS": "12", "RSIM_MAX_STEPS": "3",
-           "RSIM_KEEPALIVE_S": "0.05", "RSIM_TRACE_STORE": str(work_dir / "tiny-service-traces.db")}
+           "RSIM_KEEPALIVE_S": "0.05", "RSIM_TRACE_STORE": str(work_dir / "tiny-service-traces.db"),
+           "RSIM_GATE": "open"}  # the injection mechanics under test; the shadow default has its own tests
     with running(serve_cmd("service", port), ready_url=f"http://127.0.0.1:{port}/ready", log_path=log, env=env):
         yield Server(f"http://127.0.0.1:{port}", port, log)

@@ -292,7 +292,8 @@ async def chat_completions(request: Request, state: State) -> Response:
     cfg = state.episode(reasoner_model, max_steps=max_steps,
                         max_tokens_per_step=opts.max_tokens_per_step if opts else None,
                         temperature=opts.temperature if opts else None, reasoner_temperature=req.temperature,
-                        force=opts.force if opts else None, forbid=opts.forbid if opts else [], seed=req.seed)
+                        force=opts.force if opts else None, forbid=opts.forbid if opts else [], seed=req.seed,
+                        gate=opts.gate if opts else None, gate_margin=opts.gate_margin if opts else None)
     cfg = replace(cfg, max_total_tokens=req.budget, answer_stop=req.stops,
                   sampling={k: v for k, v in (("top_p", req.top_p), ("presence_penalty", req.presence_penalty),
                                               ("frequency_penalty", req.frequency_penalty)) if v is not None})

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.errors import NotReady, RsimError
+from service.gate import QUIET
 from service.state import State
 
 router = APIRouter()
@@ -13,7 +14,8 @@ router = APIRouter()
 
 @router.get("/ready")
 async def ready(state: State) -> dict:
-    """Ready when every upstream lists its models and the planner is ready (or may be missed)."""
+    """Ready when every upstream lists its models and the planner is ready (or may be missed: a gated or shadow
+    gate, or RSIM_ON_PLANNER_DOWN=degrade)."""
     upstreams, down = {}, []
     for u in state.upstreams:
         try:
@@ -27,7 +29,8 @@ async def ready(state: State) -> dict:
         raise NotReady(f"reasoner not ready: {'; '.join(down)}")
     models = await state.refresh_models(max_age_s=1.0)  # the model map from the lists just read (no second call)
     planner_ok = await state.planner.ready()
-    if not planner_ok and state.settings.on_planner_down == "error":
+    # a gated or shadow loop answers without the planner (its steps are quiet): only an open one needs it
+    if not planner_ok and state.settings.gate == "open" and state.settings.on_planner_down == "error":
         raise NotReady(f"planner not ready at {state.settings.planner_url}")
     return {"status": "ready", "reasoner_models": models, "upstreams": upstreams,
             "planner": "ready" if planner_ok else "degraded", "catalog_version": state.catalog.version}
@@ -40,4 +43,10 @@ async def metrics(state: State) -> Response:
 
 @router.get("/v1/strategies")
 async def strategies(state: State) -> dict:
-    return state.catalog.describe()
+    """The catalog, and what the gate does with it: which action is the quiet step and what it injects."""
+    s = state.settings
+    return {**state.catalog.describe(), "gate": {
+        "mode": s.gate, "margin": s.gate_margin, "quiet": QUIET if QUIET in state.catalog.ids else None,
+        "about": "a quiet step injects nothing: the reasoner goes on with its own line of reasoning. The gate "
+                 "(shadow: the planner's choice is recorded, never injected; gated: injected only where its "
+                 "predicted gain over a quiet step reaches the margin; open: always) decides which steps are quiet."}}

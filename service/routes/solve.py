@@ -55,7 +55,7 @@ async def solve(req: SolveRequest, request: Request, state: State):
     cfg = state.episode(model, max_steps=req.max_steps, max_tokens_per_step=req.max_tokens_per_step,
                         temperature=req.temperature, reasoner_temperature=req.reasoner_temperature,
                         force=req.force, forbid=req.forbid, seed=req.seed, first_step=req.first_step,
-                        final_max_tokens=req.final_max_tokens)
+                        final_max_tokens=req.final_max_tokens, gate=req.gate, gate_margin=req.gate_margin)
     state.orchestrator_for(model).check(cfg)  # bad ids are a 400 before any stream starts
     if req.stream:
         events = solve_events(state, req.question, cfg, rid, request.scope.setdefault("state", {}))

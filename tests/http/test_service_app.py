@@ -78,9 +78,14 @@ async def test_body_over_the_limit_is_413_on_every_route(fault_reasoner, path, c
 
 
 async def test_request_id_generated_and_planner_down_is_503(client):
-    r = await client.post("/solve", json={"question": "q", "model": "ok"})
+    r = await client.post("/solve", json={"question": "q", "model": "ok", "gate": "open"})
     assert r.status_code == 503 and r.json()["error"]["code"] == "planner_unavailable"
     assert len(r.headers["x-request-id"]) == 32
+    # the shadow default needs no planner to answer: its planned steps are quiet, marked `down`
+    shadow = await client.post("/solve", json={"question": "q", "model": "ok", "max_steps": 3})
+    assert shadow.status_code == 200, shadow.text
+    steps = shadow.json()["steps"]
+    assert [s["gate"] for s in steps] == ["down", "down", None] and all(s["injected"] == "" for s in steps[:2])
     assert (await client.get("/health")).json() == {"status": "ok"}
     assert (await client.get("/v1/strategies")).json()["version"] == load_catalog().version
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def start_service(work_dir, reasoner_url: str, planner_url: str, name: str, grace_s: float = 5, **env: str):
     port = free_port()
     settings = {"RSIM_REASONER_URL": reasoner_url, "RSIM_PLANNER_URL": planner_url, "RSIM_READ_TIMEOUT_S": "1",
-                "RSIM_MAX_STEPS": "2", "RSIM_RETRIES": "1", **env}
+                "RSIM_MAX_STEPS": "2", "RSIM_RETRIES": "1", "RSIM_GATE": "open", **env}  # the planner's faults matter
     ready = f"http://127.0.0.1:{port}/health"
     cmd = serve_cmd("service", port)
     cmd[cmd.index("--grace-s") + 1] = str(grace_s)
