@@ -4,6 +4,7 @@ match for multiple choice, unit tests in a bubblewrap sandbox for code (refused 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import resource
@@ -72,7 +73,7 @@ def math_equal(answer: str, truth: str) -> bool:
                            f"{e.__class__.__name__}: {str(e)[:200]}") from e
 
 
-THEOREMQA_REL_TOL = 0.04  # the reference scorer's: a number within 4% of the truth counts
+THEOREMQA_REL_TOL = 0.04  # the reference scorer's: a float within 4% of the truth counts
 
 
 def _tqa_number(text: str) -> float | None:
@@ -92,7 +93,15 @@ def _tqa_number(text: str) -> float | None:
     return value
 
 
-def _within(pred: float, truth: float) -> bool:
+def _tqa_close(pred: float, truth: float, *, integer: bool) -> bool:
+    """The reference's `compare_two_numbers`: an integer truth wants the answer rounded to that very integer
+    (43 is not 42, whatever the tolerance); a float truth, an answer within 4% of it."""
+    if not math.isfinite(pred):
+        return False
+    if integer:
+        if truth != int(truth):
+            raise ScoringError(f"TheoremQA truth {truth!r} is not an integer")
+        return round(pred) == int(truth)
     return abs(pred - truth) <= abs(truth) * THEOREMQA_REL_TOL if truth != 0 else pred == 0
 
 
@@ -109,9 +118,10 @@ _TRUE, _FALSE = {"true", "yes", "correct"}, {"false", "no", "incorrect"}
 
 
 def theoremqa_equal(answer: str, truth: str, answer_type: str | None) -> bool:
-    """TheoremQA by its `Answer_type`, as its reference scorer compares: numbers (integer, float) within 4%
-    of the truth, lists element by element, bool as true/false (yes/no), an option as its letter with or
-    without parentheses. Without an answer type: math-verify (`math_equal`)."""
+    """TheoremQA by its `Answer_type`, as its reference scorer compares: an integer exactly (the answer
+    rounded to the nearest integer), a float within 4% of the truth, lists of either sorted and then element
+    by element by the same rules, bool as true/false (yes/no), an option as its letter with or without
+    parentheses. Without an answer type: math-verify (`math_equal`)."""
     kind = (answer_type or "").strip().lower()
     a = answer.strip().strip("$").strip().rstrip(".")
     if kind == "bool":
@@ -126,13 +136,14 @@ def theoremqa_equal(answer: str, truth: str, answer_type: str | None) -> bool:
         pred, gold = _tqa_number(a), _tqa_number(truth)
         if gold is None:
             raise ScoringError(f"TheoremQA truth {truth!r} is not a number ({kind})")
-        return pred is not None and _within(pred, gold)
+        return pred is not None and _tqa_close(pred, gold, integer=kind == "integer")
     if kind.startswith("list"):
         pred_list, gold_list = _tqa_list(a), _tqa_list(truth)
         if gold_list is None:
             raise ScoringError(f"TheoremQA truth {truth!r} is not a list of numbers ({kind})")
+        integer = "integer" in kind
         return pred_list is not None and len(pred_list) == len(gold_list) and all(
-            _within(p, g) for p, g in zip(pred_list, gold_list, strict=True))
+            _tqa_close(p, g, integer=integer) for p, g in zip(sorted(pred_list), sorted(gold_list), strict=True))
     return math_equal(answer, truth)
 
 
