@@ -224,10 +224,18 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                 sys.stdout.flush()
         return 0
     if what == "report":
-        if not extra:
-            err.print("usage: rsim eval report RUN_DIR")
+        p = argparse.ArgumentParser(prog="rsim eval report")
+        p.add_argument("run_dir")
+        p.add_argument("--reference", help="the method every other is paired against (+won −lost, exact McNemar "
+                                           "p, paired-bootstrap interval, Holm); default: the quiet loop, "
+                                           "fixed:continuation, when the run has it")
+        r = p.parse_args(extra)
+        try:
+            files = build_report(r.run_dir, reference=r.reference)
+        except (FileNotFoundError, ValueError) as e:
+            err.print(f"[red]error:[/] {e}")
             return 2
-        for kind, path in build_report(extra[0]).items():
+        for kind, path in files.items():
             out.print(f"{kind}: {path}")
         return 0
     if what == "suite":

@@ -10,10 +10,12 @@ import csv
 import json
 import math
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from statistics import fmean, pstdev
 from typing import Any
 
+from clients.eval.paired import paired_markdown, paired_table
 from service.catalog import TERMINATION, UNGUIDED
 
 
@@ -184,6 +186,23 @@ def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) 
         fig.savefig(written[-1], dpi=110)
         plt.close(fig)
 
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        if r["tokens_mean"]:
+            lo, hi = r["ci95"]
+            ax.errorbar(r["tokens_mean"], r["score"], yerr=[[r["score"] - lo], [hi - r["score"]]], fmt="o",
+                        capsize=3, alpha=0.8)
+            ax.annotate(f"{r['method']} · {r['dataset']}", (r["tokens_mean"], r["score"]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("generated tokens per question (mean)")
+    ax.set_ylabel("Score (%), 95% CI")
+    ax.set_title("accuracy vs tokens")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    written.append(out / "accuracy_vs_tokens.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(rows)), 4.5))
     groups = [[x["tokens"] for x in records if x["method"] == r["method"] and x["dataset"] == r["dataset"]
                and x["error"] is None] or [0] for r in rows]
@@ -229,17 +248,36 @@ def skipped_section(run: Path) -> str:
             + "\n".join(lines) + "\n")
 
 
-def build_report(run_dir: str | Path) -> dict[str, Path]:
+QUIET_LOOP = "fixed:continuation"
+
+
+def pick_reference(records: list[dict[str, Any]], reference: str | None) -> str | None:
+    """The method others are paired against: the one named (it must have records), else the quiet loop
+    when the run has it."""
+    methods = {r["method"] for r in records}
+    if reference is not None:
+        if reference not in methods:
+            raise ValueError(f"no records of the reference method '{reference}'; methods: {', '.join(sorted(methods))}")
+        return reference
+    return QUIET_LOOP if QUIET_LOOP in methods else None
+
+
+def build_report(run_dir: str | Path, *, reference: str | None = None) -> dict[str, Path]:
+    """The report files; `reference`: the method every other is paired against (default: the quiet loop)."""
     run = Path(run_dir)
     records = read_records(run)
     records += oracle_records(records)
     rows = metrics(records, run_order(run))
     md, csv_rows = tables(rows)
-    (run / "report.md").write_text(f"# Evaluation: {run.name}\n\n{md}{skipped_section(run)}")
+    ref = pick_reference(records, reference)
+    pairs = paired_table(records, ref) if ref else []
+    (run / "report.md").write_text(f"# Evaluation: {run.name}\n\n{md}{paired_markdown(pairs)}{skipped_section(run)}")
+    (run / "paired.json").write_text(json.dumps([asdict(p) for p in pairs], indent=2))
     with (run / "report.csv").open("w", newline="") as f:
         csv.writer(f).writerows(csv_rows)
     (run / "report.json").write_text(json.dumps(rows, indent=2))
-    files = {"markdown": run / "report.md", "csv": run / "report.csv", "json": run / "report.json"}
+    files = {"markdown": run / "report.md", "csv": run / "report.csv", "json": run / "report.json",
+             "paired": run / "paired.json"}
     for path in plots(rows, records, run):
         files[path.stem] = path
     return files

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx
 from tqdm import tqdm
 
+from clients.errors import APIError, RsimClientError
 from clients.eval.peers import optillm_solve
 from planner_server.training.data import Problem
 from planner_server.training.scoring import check_sandbox, verdict
@@ -250,9 +253,12 @@ class Runner:
                     rec = await asyncio.to_thread(make_record, problem, dataset, method, result,
                                                   (time.perf_counter() - t0) * 1000)
                     rec["injected_tokens"] = await self.injected_tokens(result)
-                except RsimError as e:
+                except (RsimError, APIError) as e:  # the loop's own error, or the service's through the SDK
                     rec = make_record(problem, dataset, method, None, (time.perf_counter() - t0) * 1000,
                                       error=f"{e.status_code} {e.message}")
+                except (RsimClientError, aiohttp.ClientError, httpx.HTTPError, asyncio.TimeoutError) as e:  # no answer at all
+                    rec = make_record(problem, dataset, method, None, (time.perf_counter() - t0) * 1000,
+                                      error=f"{type(e).__name__}: {e}")
                 rec["method"] = label
             with path.open("a") as f:  # one line per finished item: an interrupted run resumes here
                 f.write(json.dumps(rec) + "\n")
