@@ -155,9 +155,70 @@ def cmd_train_eval(extra: list[str]) -> int:
     return 2
 
 
+def cmd_train_collect(extra: list[str]) -> int:
+    """`rsim train collect`: step values from branch rollouts (planner_server.training.collect), resumable."""
+    import asyncio
+
+    from clients.eval.datasets import load_dataset
+    from clients.eval.runner import EvalConfig, Runner
+    from planner_server.training.collect import CollectConfig, collect, summarize
+    from service.catalog import load_catalog
+    from service.orchestrator import Orchestrator
+    from service.planner_client import NoPlanner
+
+    p = argparse.ArgumentParser(prog="rsim train collect", description="from every decision point of the quiet "
+                                "loop, roll each action's branch to its answer and score it; one JSON line per "
+                                "decision in --out (resumable: finished questions are skipped)")
+    p.add_argument("--dataset", required=True, help="as rsim eval's, e.g. synthetic:steps=4-6,scale=3,seed=11")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--reasoner-url", required=True)
+    p.add_argument("--reasoner-model", required=True)
+    p.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])
+    p.add_argument("--actions", default="verification,self_reflection,decomposition,deep_thinking,summarization,"
+                                        "prioritization,sub_planning,termination",
+                   help="candidate strategies branched besides quiet (continuation)")
+    p.add_argument("--samples", type=int, default=1, help="rollouts per branch (> 1 with --reasoner-temperature)")
+    p.add_argument("--reasoner-temperature", type=float, default=0.0)
+    p.add_argument("--max-steps", type=int, default=5)
+    p.add_argument("--max-tokens-per-step", type=int, default=128)
+    p.add_argument("--final-max-tokens", type=int, default=32)
+    p.add_argument("--first-step", default="reasoner", choices=["planner", "reasoner"])
+    p.add_argument("--no-unguided-tail", dest="unguided_tail", action="store_false")
+    p.add_argument("--no-continue-cut", dest="continue_cut", action="store_false")
+    p.add_argument("--catalog", type=Path, default=Path("configs/catalog-quiet-continuation.json"))
+    p.add_argument("--concurrency", type=int, default=2, help="questions in flight (each fans out its branches)")
+    p.add_argument("--out", type=Path, required=True, help="the dataset file (JSONL), appended to")
+    e = p.parse_args(extra)
+    name, _, spec = e.dataset.partition(":")
+    problems = load_dataset(name, spec or None, limit=e.limit)
+    catalog = load_catalog(e.catalog)
+    cfg = EvalConfig(reasoner_url=e.reasoner_url, reasoner_model=e.reasoner_model, out=e.out.parent,
+                     reasoner_mode=e.reasoner_mode, max_steps=e.max_steps, max_tokens_per_step=e.max_tokens_per_step,
+                     final_max_tokens=e.final_max_tokens, first_step=e.first_step, unguided_tail=e.unguided_tail,
+                     continue_cut=e.continue_cut, concurrency=e.concurrency,
+                     reasoner_temperature=e.reasoner_temperature)
+
+    async def go() -> dict:
+        async with Runner(cfg, catalog=catalog) as runner:
+            orch = Orchestrator(NoPlanner(), runner.reasoner, catalog)
+            return await collect(orch, problems, runner.episode(force="continuation", task=problems[0].task),
+                                 CollectConfig(actions=tuple(e.actions.split(",")), samples=e.samples,
+                                               concurrency=e.concurrency), e.out)
+
+    try:
+        counts = asyncio.run(go())
+    except (ValueError, KeyError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+    out.print(f"{counts}; {json.dumps(summarize(e.out))}")
+    return 0
+
+
 def cmd_train(a: argparse.Namespace, extra: list[str]) -> int:
     if a.config == "eval":
         return cmd_train_eval(extra)
+    if a.config == "collect":
+        return cmd_train_collect(extra)
     if a.config == "plot":
         from planner_server.training.plot import plot_run
 
