@@ -73,6 +73,10 @@ def cmd_solve(a: argparse.Namespace) -> int:
                 if event == "strategy":
                     p = data.get("probability")
                     prob = f"p={p:.2f}" if p is not None else "forced"
+                    if data.get("gate") in ("shadow", "closed") and data.get("planned"):  # the planner, not heeded
+                        prob = f"gate {data['gate']}: the planner chose {data['planned']}, {prob}"
+                    elif data.get("gate") in ("late", "down"):
+                        prob = f"gate {data['gate']}: no planner decision"
                     out.print(f"\n[bold cyan]step {data['index'] + 1}[/] [magenta]{data['strategy']}[/] ({prob})")
                     out.print(f"[dim]{data['injected']}[/]", end="", soft_wrap=True)
                 elif event == "delta":
