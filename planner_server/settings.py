@@ -39,6 +39,13 @@ class PlannerSettings(BaseSettings):
     watch_s: float | None = Field(None, gt=0, description="poll the checkpoint's `latest` pointer every N s")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1.0, description="vllm backend share of GPU memory")
     prefix_caching: bool = Field(True, description="vllm backend: automatic prefix caching")
+    prefix_cache_entries: int = Field(64, ge=0, le=100_000, description="hf backend: prompt prefixes whose key/value "
+                                      "states are kept, so a decision prefills only what its episode added since the "
+                                      "last one (0: off)")
+    prefix_cache_mb: float = Field(1024.0, ge=0.0, description="hf backend: memory those states may take, in MiB "
+                                   "(on the model's device; least recently used out first)")
+    prefix_cache_ttl_s: float = Field(600.0, gt=0.0, description="hf backend: a kept prefix unused this long is "
+                                      "dropped")
     prompted_url: str | None = Field(None, description="OpenAI-compatible base URL (prompted backend)")
     prompted_model: str | None = None
     prompted_api_key: SecretStr | None = None

@@ -51,6 +51,17 @@ def test_planner_prefix_cache_benchmark_short_mode(tiny_model, capsys, monkeypat
     assert "caching on" in capsys.readouterr().out
 
 
+def test_planner_hf_prefix_benchmark_short_mode(tiny_model, capsys):
+    from loadtests import bench_planner_hf_prefix
+
+    result = bench_planner_hf_prefix.main(["--model", str(tiny_model), "--short", "--threads", "1"])
+    assert set(result["batches"]) == {1, 2} and result["max_prob_diff"] < 1e-4
+    for res in result["batches"].values():
+        assert len(res["rows"]) == 3 and res["ratio"] > 0
+        assert all(r["prefilled_tokens"] < r["prompt_tokens"] for r in res["rows"][1:])  # the cache was read
+    assert "cached/uncached" in capsys.readouterr().out
+
+
 def test_planner_vllm_backend_benchmark_short_mode(tiny_model, capsys, work_dir):
     from loadtests import bench_planner_vllm
 
