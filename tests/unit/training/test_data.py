@@ -4,8 +4,8 @@ import shutil
 import pytest
 
 from planner_server.training.data import DataError, cycle, load_problems
-from planner_server.training.scoring import (SandboxUnavailable, choice_equal, is_correct, math_equal, numeric_equal,
-                                             run_code_tests)
+from planner_server.training.scoring import (Bounds, SandboxUnavailable, choice_equal, is_correct, math_equal,
+                                             numeric_equal, run_code_tests)
 from planner_server.training.synthetic import synthetic_problems
 
 
@@ -100,7 +100,7 @@ ADD_TESTS = "assert add(2, 3) == 5\n"
 def test_code_sandbox():
     assert run_code_tests("def add(a, b):\n    return a + b", ADD_TESTS)
     assert not run_code_tests("def add(a, b):\n    return a - b", ADD_TESTS)
-    assert not run_code_tests("def add(a, b):\n    while True: pass", ADD_TESTS, timeout_s=2)
+    assert not run_code_tests("def add(a, b):\n    while True: pass", ADD_TESTS, bounds=Bounds(wall_s=2))
 
 
 ESCAPES = {  # each passes the tests only if the sandbox let it out; the old one let all but the first out
@@ -126,7 +126,7 @@ def test_the_sandbox_refuses_escapes(name, tmp_path, monkeypatch):
     attempt = ESCAPES[name].format(port=listener.getsockname()[1], outside=str(outside), host_file=str(host_file))
     try:
         assert not run_code_tests("def add(a, b):\n    " + attempt.replace("\n", "\n    ") + "\n    return a + b",
-                                  ADD_TESTS, timeout_s=5)
+                                  ADD_TESTS, bounds=Bounds(wall_s=5))
     finally:
         listener.close()
     assert not outside.exists()
