@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console()
@@ -47,15 +48,32 @@ def cmd_serve(a: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     try:
-        app = create_app()
+        if a.what == "service":
+            from service.settings import ServiceSettings
+
+            settings = ServiceSettings()
+            settings.check_exposure(a.host)  # closed by default: no keys, no serving beyond loopback
+            app = create_app(settings)
+        else:
+            app = create_app()
         gc.freeze()  # modules and the app live as long as the process: keep the collector's passes off them
         uvicorn.run(app, host=a.host, port=a.port or default_port, log_level=a.log_level,
                     access_log=logging.getLevelName(a.log_level.upper()) <= logging.INFO,
                     timeout_graceful_shutdown=a.grace_s)
     except Exception as e:  # settings errors: say which variable, not a traceback
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {escape(one_line(e))}", soft_wrap=True, highlight=False)
         return 2
     return 0
+
+
+def one_line(e: Exception) -> str:
+    """A start-up error in one line: pydantic's (several lines, with links) as `field: message; ...`."""
+    from pydantic import ValidationError
+
+    if not isinstance(e, ValidationError):
+        return str(e)
+    return "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "") + x["msg"].removeprefix("Value error, ")
+                     for x in e.errors())
 
 
 def cmd_solve(a: argparse.Namespace) -> int:

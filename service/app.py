@@ -15,6 +15,7 @@ from service.limits import Limiter, LimitsMiddleware, RedisLimiter
 from service.metrics import ServiceMetrics
 from service.orchestrator import Orchestrator
 from service.planner_client import HttpPlanner
+from service.protocol import FeedbackRequest, SolveRequest
 from service.reasoner import OpenAIReasoner, make_session
 from service.routes import chat, feedback, health, passthrough, solve
 from service.routes.passthrough import CHAT_PATH, PassthroughFastPath, forwarded
@@ -22,8 +23,8 @@ from service.routing import Upstream, load_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState, require_api_key
 from service.traces import TraceStore
-from service.web import (BodyLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware, install_error_handlers,
-                         install_health)
+from service.web import (BodyLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware, document_body,
+                         install_error_handlers, install_health)
 
 log = logging.getLogger("rsim.service")
 
@@ -112,8 +113,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = chat.document_chat_body(get_openapi(title=app.title, version=app.version,
-                                                                     routes=app.routes))
+            doc = chat.document_chat_body(get_openapi(title=app.title, version=app.version, routes=app.routes))
+            document_body(doc, "/solve", SolveRequest)  # read by `json_body`, after the key check
+            app.openapi_schema = document_body(doc, "/v1/feedback", FeedbackRequest)
         return app.openapi_schema
 
     app.openapi = openapi

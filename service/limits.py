@@ -1,5 +1,6 @@
 """Per-client limits: a request rate (token bucket) and a concurrency cap, keyed by the hash of the
-client's API key (or its address when no keys are configured). Over a limit: 429 in the OpenAI
+client's API key, or by its address when no keys are configured (an anonymous caller's made-up
+`Authorization` never buys it a fresh bucket). Over a limit: 429 in the OpenAI
 envelope with `Retry-After` and `x-ratelimit-*` headers, at once. Pure ASGI, so a streaming response
 holds its concurrency slot until its last byte.
 
@@ -184,13 +185,15 @@ def overloaded(message: str, retry_after_s: int, code: str, headers: dict[str, s
 
 
 def client_key(scope: Scope, key_allowed: Callable[[str], bool] | None = None) -> str:
-    """The hash of the client's API key; every key the service would refuse shares one entry (when keys
-    are configured: `key_allowed`); no key: the client's address."""
-    for k, v in scope.get("headers", ()):
-        if k == b"authorization":
-            if key_allowed is not None and not key_allowed(v.decode("latin-1")):
-                return UNAUTHENTICATED
-            return hashlib.sha256(v.removeprefix(b"Bearer ").strip()).hexdigest()
+    """With keys configured (`key_allowed`): the hash of the client's key, and every key the service
+    would refuse shares one entry. Without keys, or without an `Authorization` header: the client's
+    address (a bearer nobody checks names no one)."""
+    if key_allowed is not None:
+        for k, v in scope.get("headers", ()):
+            if k == b"authorization":
+                if not key_allowed(v.decode("latin-1")):
+                    return UNAUTHENTICATED
+                return hashlib.sha256(v.removeprefix(b"Bearer ").strip()).hexdigest()
     client = scope.get("client")
     return f"addr:{client[0] if client else '?'}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -63,9 +64,12 @@ class ServiceSettings(BaseSettings):
                                   description="message/delta fields the chain of thought goes out in (rsim/ models)")
     max_connections: int = Field(1024, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
+    max_json_depth: int = Field(64, ge=2, le=256, description="deepest nesting of a JSON request body (400 above)")
     catalog_path: Path | None = None
     api_keys: SecretStr | None = Field(None, description="comma-separated client API keys (unset: no auth)")
     api_keys_file: Path | None = Field(None, description="file with one client API key per line")
+    allow_anonymous: bool = Field(False, description="serve without client API keys on a non-loopback host "
+                                                     "(else such a service refuses to start)")
     rate_limit_rpm: int | None = Field(None, ge=1, description="requests per minute per client key (unset: none)")
     max_concurrent_per_client: int | None = Field(None, ge=1, description="requests in flight per client key")
     redis_url: SecretStr | None = Field(None, description="Redis holding the rate and concurrency limits, shared by "
@@ -88,17 +92,46 @@ class ServiceSettings(BaseSettings):
             raise ValueError("set RSIM_REASONER_URL (one reasoner) or RSIM_ROUTES_FILE (several)")
         return self
 
+    @model_validator(mode="after")
+    def _keys_or_anonymous(self) -> ServiceSettings:
+        if self.allow_anonymous and (self.api_keys is not None or self.api_keys_file is not None):
+            raise ValueError("RSIM_ALLOW_ANONYMOUS=true contradicts RSIM_API_KEYS / RSIM_API_KEYS_FILE: set one")
+        return self
+
     def api_key_hashes(self) -> frozenset[str]:
-        """SHA-256 of every configured client key: only hashes are kept in memory."""
+        """SHA-256 of every configured client key: only hashes are kept in memory. A blank entry in
+        RSIM_API_KEYS, or a keys file without a key, is an error: it would leave the service open."""
         keys = []
         if self.api_keys is not None:
-            keys += self.api_keys.get_secret_value().split(",")
+            keys = [k.strip() for k in self.api_keys.get_secret_value().split(",")]
+            if not all(keys):
+                raise ValueError("RSIM_API_KEYS has a blank entry: list the keys comma-separated, none empty")
         if self.api_keys_file is not None:
             if not self.api_keys_file.is_file():
                 raise ValueError(f"RSIM_API_KEYS_FILE not found: {self.api_keys_file}")
-            keys += self.api_keys_file.read_text().splitlines()
-        return frozenset(hashlib.sha256(k.strip().encode()).hexdigest() for k in keys if k.strip())
+            in_file = [k.strip() for k in self.api_keys_file.read_text().splitlines() if k.strip()]
+            if not in_file:
+                raise ValueError(f"RSIM_API_KEYS_FILE holds no key: {self.api_keys_file}")
+            keys += in_file
+        return frozenset(hashlib.sha256(k.encode()).hexdigest() for k in keys)
+
+    def check_exposure(self, host: str) -> None:
+        """Closed by default: serving on a host other than loopback takes client keys, or the operator's
+        explicit RSIM_ALLOW_ANONYMOUS=true. Raises ValueError, one line, otherwise."""
+        if not (self.allow_anonymous or is_loopback(host) or self.api_key_hashes()):
+            raise ValueError(f"refusing to serve on {host} without client API keys: set RSIM_API_KEYS or "
+                             "RSIM_API_KEYS_FILE, or RSIM_ALLOW_ANONYMOUS=true to let anyone who reaches it in")
 
     def masked(self) -> dict:
         return {k: ("***" if isinstance(v, SecretStr) else v) for k, v in self.model_dump().items()
                 if v is not None}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address takes connections from this machine only (`localhost`, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False

@@ -9,13 +9,15 @@ import hmac
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import aiohttp
 from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
 
+from service.body import parse_json
 from service.catalog import Catalog
-from service.errors import ClientClosed, ModelNotFound, NotReady, Unauthorized
+from service.errors import ClientClosed, InvalidRequest, ModelNotFound, NotReady, Unauthorized, validation_message
 from service.metrics import ServiceMetrics
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner
@@ -26,6 +28,7 @@ from service.settings import ServiceSettings
 from service.traces import TraceStore
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 RSIM_PREFIX = "rsim/"
 
 
@@ -73,6 +76,10 @@ class ServiceState:
         given = authorization.removeprefix("Bearer ").strip()
         digest = hashlib.sha256(given.encode()).hexdigest()
         return bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
+
+    def parse_json(self, raw: bytes) -> Any:
+        """A request body parsed under this service's bounds (RSIM_MAX_JSON_DEPTH, RSIM_MAX_BODY_BYTES)."""
+        return parse_json(raw, max_depth=self.settings.max_json_depth, max_bytes=self.settings.max_body_bytes)
 
     def finished(self, question: str, result: SolveResponse) -> None:
         """Bookkeeping of every finished episode: its metrics and trace (the request itself is counted by
@@ -152,6 +159,25 @@ async def require_api_key(request: Request) -> None:
     """Routes that spend reasoner time need a client key when keys are configured (401 otherwise)."""
     if not request.app.state.rsim.key_allowed(request.headers.get("authorization", "")):
         raise Unauthorized("Incorrect or missing API key: send it as 'Authorization: Bearer <key>'")
+
+
+def validated(model: type[M], body: Any) -> M:
+    """`body` as `model`; a validation error is a 400 with `param` at the first bad field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        message, param = validation_message(e.errors())
+        raise InvalidRequest(message, param=param) from None
+
+
+def json_body(model: type[M]) -> Any:
+    """A route's JSON body as `model`, parsed under the service's bounds. A dependency, so it runs after
+    the router's API-key check (FastAPI parses a body parameter before any dependency runs)."""
+
+    async def read(request: Request) -> M:
+        return validated(model, request.app.state.rsim.parse_json(await request.body()))
+
+    return Depends(read)
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,17 +13,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 
-from service.errors import InvalidRequest, RsimError, error_envelope, validation_message
+from service.errors import InvalidRequest, RsimError, error_envelope
 from service.injection import transcript
 from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
 from service.protocol import (REASONING_EFFORT_STEPS, AssistantMessage, ChatCompletion, ChatCompletionChunk,
                               ChatCompletionRequest, ChunkChoice, CompletionChoice, SolveResponse, Usage)
 from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
-from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect
-from service.web import request_id
+from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect, validated
+from service.web import document_body, request_id
 
 router = APIRouter()
 log = logging.getLogger("rsim.chat")
@@ -245,25 +243,15 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
 def document_chat_body(openapi: dict[str, Any]) -> dict[str, Any]:
     """The route reads its raw body (passthrough must stay byte-faithful and cheap), so FastAPI cannot
     see its model: describe `ChatCompletionRequest` as the request body in the OpenAPI document."""
-    body = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(body.pop("$defs", {}))
-    schemas["ChatCompletionRequest"] = body
-    openapi["paths"]["/v1/chat/completions"]["post"]["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
-        "description": "An OpenAI chat request. `rsim/<model>` runs strategy injection (options under `rsim`); "
-                       "any other model is forwarded to the reasoner byte for byte."}
-    return openapi
+    return document_body(openapi, "/v1/chat/completions", ChatCompletionRequest,
+                         "An OpenAI chat request. `rsim/<model>` runs strategy injection (options under `rsim`); "
+                         "any other model is forwarded to the reasoner byte for byte.")
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request, state: State) -> Response:
     raw = await request.body()  # bounded by BodyLimitMiddleware (RSIM_MAX_BODY_BYTES)
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("request body is not valid JSON") from None
+    body = state.parse_json(raw)  # and its nesting by RSIM_MAX_JSON_DEPTH
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     rid = request_id(request)
@@ -275,11 +263,7 @@ async def chat_completions(request: Request, state: State) -> Response:
             raise InvalidRequest("model is required", param="model")
         return await passthrough(state, raw, bool(body.get("stream")), rid, model)
 
-    try:
-        req = ChatCompletionRequest.model_validate(body)
-    except ValidationError as e:
-        message, param = validation_message(e.errors())
-        raise InvalidRequest(message, param=param) from None
+    req = validated(ChatCompletionRequest, body)
     if (field := req.refused()) is not None:
         raise InvalidRequest(f"{field} is not supported on rsim/ models (strategy injection writes text); send "
                              f"the request to the plain model id to use it", param=field, code="unsupported_field")

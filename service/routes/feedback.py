@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 
 from service.errors import NotFound
 from service.protocol import FeedbackRequest
-from service.state import State
+from service.state import State, json_body
 
 router = APIRouter()
+FeedbackBody = Annotated[FeedbackRequest, json_body(FeedbackRequest)]
 
 
 @router.post("/v1/feedback")
-async def feedback(req: FeedbackRequest, state: State) -> dict:
+async def feedback(req: FeedbackBody, state: State) -> dict:
     if state.traces is None:
         raise NotFound("the trace store is disabled (RSIM_TRACES=false)")
     found = await state.traces.label(req.request_id, reward=req.reward, correct=req.correct, answer=req.answer)

@@ -7,18 +7,20 @@ injection and request objects, which cost about as much CPU as forwarding itself
 (docs/performance.md). Whatever it does not forward — `rsim/` models, chat bodies that are not a JSON
 object with a model, a missing or wrong API key — falls through, untouched, to the routes, which answer
 it and its errors as before. API keys and limits hold for every path alike (the limits middleware sits
-outside this one)."""
+outside this one); the key is checked before a body is parsed, and a body is parsed only under the
+service's bounds (service/body.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.body import NestedTooDeep, looks_like_json
 from service.errors import InvalidRequest, NotFound, RsimError, UpstreamError
 from service.sse import DONE, sse
 from service.routing import Upstream
@@ -73,11 +75,17 @@ async def upstream_of(state: ServiceState, model: str | None) -> Upstream:
     return state.upstream_for(model)
 
 
-def model_of(raw: bytes) -> str | None:
-    """The `model` of a JSON object body; None for anything else (a multipart upload, say)."""
+def model_of(raw: bytes, parse: Callable[[bytes], Any]) -> str | None:
+    """The `model` of a JSON object body, read with `parse` (the service's bounded parse); None for anything
+    else (a multipart upload, say, is never parsed). A JSON body nested past the bound is refused
+    (NestedTooDeep, 400), not forwarded."""
+    if not looks_like_json(raw):
+        return None
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = parse(raw)
+    except NestedTooDeep:
+        raise
+    except InvalidRequest:  # not JSON after all: forwarded as it came, for the reasoner to judge
         return None
     model = body.get("model") if isinstance(body, dict) else None
     return model if isinstance(model, str) else None
@@ -116,11 +124,12 @@ async def relay(state: ServiceState, method: str, path: str, raw: bytes, headers
     return response
 
 
-def plain_model_request(raw: bytes) -> dict | None:
-    """The parsed body when it asks for a plain reasoner model by name, else None (the route decides)."""
+def plain_model_request(raw: bytes, parse: Callable[[bytes], Any]) -> dict | None:
+    """The body, read with `parse`, when it asks for a plain reasoner model by name, else None (the route
+    decides, and answers a body that is not JSON, or too deep, with its 400)."""
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = parse(raw)
+    except RsimError:
         return None
     if not isinstance(body, dict):
         return None
@@ -151,12 +160,18 @@ class PassthroughFastPath:
             return
         state: ServiceState = scope["app"].state.rsim
         headers = dict(scope["headers"])
-        model = model_of(raw) if raw else None
-        if not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or names_rsim_model(model) \
-                or not clean_path(scope["path"]):
-            await self.app(scope, replay(raw, receive), send)
+        if not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or not clean_path(scope["path"]):
+            await self.app(scope, replay(raw, receive), send)  # the route's 401 (or 400), before any parsing
             return
         rid = scope_request_id(scope)
+        try:
+            model = model_of(raw, state.parse_json) if raw else None
+        except RsimError as e:  # a body nested past the bound
+            await error_response(e, rid)(scope, receive, send)
+            return
+        if names_rsim_model(model):
+            await self.app(scope, replay(raw, receive), send)  # the route's 400
+            return
         try:
             response = await relay(state, scope["method"], upstream_path(scope), raw, forward_headers(headers), rid,
                                    upstream=await upstream_of(state, model))
@@ -169,9 +184,9 @@ class PassthroughFastPath:
         if raw is None:
             return  # the client left before its body arrived: nobody to answer
         state: ServiceState = scope["app"].state.rsim
-        body = plain_model_request(raw)
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        if body is None or not state.key_allowed(authorization):
+        body = plain_model_request(raw, state.parse_json) if state.key_allowed(authorization) else None  # key first
+        if body is None:
             await self.app(scope, replay(raw, receive), send)
             return
         rid = scope_request_id(scope)
@@ -240,7 +255,7 @@ async def other_v1(rest: str, request: Request, state: State) -> Response:
     if not clean_path(request.scope["path"]):
         raise InvalidRequest("the path has '.' or '..' segments; forwarded paths must be plain", code="invalid_path")
     raw = await request.body()
-    model = model_of(raw) if raw else None
+    model = model_of(raw, state.parse_json) if raw else None
     if names_rsim_model(model):
         raise InvalidRequest(f"rsim/ models answer /v1/chat/completions only; send {path} requests with the plain "
                              "model id", param="model", code="unsupported_path")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -12,13 +13,14 @@ from service.errors import RsimError, error_envelope
 from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
 from service.protocol import SolveRequest, SolveResponse
 from service.sse import sse, with_keepalive
-from service.state import State, ServiceState, cancel_on_disconnect
+from service.state import State, ServiceState, cancel_on_disconnect, json_body
 from service.web import request_id
 
 router = APIRouter()
 log = logging.getLogger("rsim.solve")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SolveBody = Annotated[SolveRequest, json_body(SolveRequest)]
 
 
 async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, rid: str,
@@ -49,7 +51,7 @@ async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, r
 
 
 @router.post("/solve", response_model=SolveResponse)
-async def solve(req: SolveRequest, request: Request, state: State):
+async def solve(req: SolveBody, request: Request, state: State):
     model = await state.resolve_model(req.model)
     rid = request_id(request)
     cfg = state.episode(model, max_steps=req.max_steps, max_tokens_per_step=req.max_tokens_per_step,

@@ -140,7 +140,7 @@ async def test_api_keys_are_required_when_configured(fault_reasoner, tmp_path):
 async def test_per_client_rate_and_concurrency_limits(fault_reasoner):
     import asyncio
 
-    settings = ServiceSettings(reasoner_url=fault_reasoner.url, rate_limit_rpm=2, read_timeout_s=1.0)
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, rate_limit_rpm=2, read_timeout_s=1.0, api_keys="A,B")
     async with LifespanManager(create_app(settings)) as mgr:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
             body = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}
@@ -261,3 +261,80 @@ async def test_the_answer_step_gets_the_requested_answer_budget(client, fault_re
                for rid in ("budget-asked", "budget-default")}
     assert budgets["budget-asked"][0] <= 7 and budgets["budget-asked"][-1] == 5
     assert budgets["budget-default"][-1] == ServiceSettings(reasoner_url="http://x", planner_url="http://y").final_max_tokens
+
+
+def nested(levels: int) -> str:
+    """`levels` arrays inside one another, as JSON text."""
+    return "[" * levels + "]" * levels
+
+
+DEEP_PATHS = {  # path → a body of that path's shape with `metadata` nested to the given depth (the body is 1)
+    "/solve": lambda d: f'{{"question": "q", "metadata": {nested(d - 1)}}}',
+    "/v1/chat/completions": lambda d: f'{{"model": "ok", "messages": [], "metadata": {nested(d - 1)}}}',  # passthrough
+    "/v1/chat/completions#rsim": lambda d: f'{{"model": "rsim/ok", "messages": [{{"role": "user", "content": "q"}}], '
+                                           f'"metadata": {nested(d - 1)}}}',
+    "/v1/completions": lambda d: f'{{"model": "ok", "prompt": "x", "metadata": {nested(d - 1)}}}',
+    "/v1/responses": lambda d: f'{{"model": "ok", "input": "x", "metadata": {nested(d - 1)}}}',
+    "/v1/embeddings": lambda d: f'{{"model": "ok", "input": "x", "metadata": {nested(d - 1)}}}',
+    "/v1/feedback": lambda d: f'{{"request_id": "r", "metadata": {nested(d - 1)}}}',
+}
+
+
+@pytest.fixture
+async def keyed(fault_reasoner):
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               api_keys="good-key")
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            yield c
+
+
+@pytest.mark.parametrize("path", list(DEEP_PATHS))
+async def test_a_deep_body_is_400_with_a_key_and_401_without_on_every_path(keyed, path):
+    """Issue 29: 1,000+ nested arrays were a 500 (RecursionError) on chat and completions, parsed before the
+    key was checked; on /solve FastAPI parsed them before the key check too. Now the key comes first, and
+    every body is parsed under RSIM_MAX_JSON_DEPTH (64): a 400 in the envelope above it."""
+    url, body = path.split("#")[0], DEEP_PATHS[path]
+    json_headers = {"content-type": "application/json"}
+    deep = body(2000).encode()
+    for auth in ({}, {"Authorization": "Bearer wrong"}):
+        r = await keyed.post(url, content=deep, headers={**json_headers, **auth})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", (auth, r.status_code, r.text)
+    good = {**json_headers, "Authorization": "Bearer good-key"}
+    for depth in (2000, 65):
+        r = await keyed.post(url, content=body(depth).encode(), headers=good)
+        assert r.status_code == 400, (depth, r.status_code, r.text)
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["code"] == "json_too_deep"
+        assert err["type"] == "invalid_request_error" and "64 levels" in err["message"]
+    at_bound = await keyed.post(url, content=body(64).encode(), headers=good)
+    expected = {"/solve": 400, "/v1/feedback": 400, "/v1/chat/completions#rsim": 400,  # parsed: a bad `metadata`
+                "/v1/chat/completions": 200,  # forwarded, answered by the reasoner
+                "/v1/completions": 404, "/v1/responses": 404, "/v1/embeddings": 404}  # forwarded: the fault reasoner's 404
+    assert at_bound.status_code == expected[path], at_bound.text
+    if expected[path] == 400:
+        assert at_bound.json()["error"]["param"] == "metadata"
+
+
+async def test_deep_bodies_without_keys_configured_are_400_not_500(client):
+    for path, body in DEEP_PATHS.items():
+        r = await client.post(path.split("#")[0], content=body(2000).encode(), headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "json_too_deep", (path, r.status_code, r.text)
+
+
+async def test_a_multipart_upload_is_forwarded_unparsed(client):
+    """Only JSON-looking bodies are parsed: an upload full of brackets reaches the reasoner as it came."""
+    r = await client.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"[" * 5000)}, data={"model": "ok"})
+    assert r.status_code == 404  # the fault reasoner's: forwarded, not refused
+
+
+async def test_anonymous_callers_share_their_address_bucket_whatever_bearer_they_send(fault_reasoner):
+    """Issue 29: without keys each made-up `Authorization` got its own bucket, so a random bearer reset the
+    limit. Anonymous callers are keyed by address."""
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, rate_limit_rpm=3)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            body = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}
+            codes = [(await c.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer made-up-{i}"}))
+                     .status_code for i in range(4)]
+    assert codes == [200, 200, 200, 429]

@@ -123,3 +123,27 @@ def test_cpu_profile_serves_the_loop_rsim_up_serves():
     example = env_example()
     for key, value in EMBEDDED_EPISODE.items():
         assert str(env[key]).lower() == (example.get(key) or value).lower(), key
+
+
+@pytest.mark.parametrize("name", ["service", "service-cpu"])
+def test_the_example_configuration_refuses_to_serve_without_a_key(name, monkeypatch):
+    """Issue 29, closed by default: the service container listens on 0.0.0.0, so `.env.example` as shipped
+    (no key) makes it refuse to start, saying why; a key, or RSIM_ALLOW_ANONYMOUS=true, lets it start."""
+    from service.settings import ServiceSettings
+    from tests.support.compose import container_env
+
+    assert '--host "${RSIM_HOST:-0.0.0.0}"' in (DOCKER / "entrypoints" / "service.sh").read_text()
+
+    def settings(**extra: str) -> ServiceSettings:
+        for key in [k for k in __import__("os").environ if k.startswith("RSIM_")]:
+            monkeypatch.delenv(key)
+        for key, value in container_env(name, **extra).items():
+            monkeypatch.setenv(key, value)
+        return ServiceSettings()
+
+    shipped = settings()
+    assert shipped.api_keys is None and shipped.allow_anonymous is False
+    with pytest.raises(ValueError, match="refusing to serve on 0.0.0.0 without client API keys"):
+        shipped.check_exposure("0.0.0.0")
+    settings(RSIM_API_KEYS="a-generated-key").check_exposure("0.0.0.0")
+    settings(RSIM_ALLOW_ANONYMOUS="true").check_exposure("0.0.0.0")
