@@ -1,8 +1,10 @@
-"""`rsim eval score` against a table of 41 hand-checked rows with negatives for every task
+"""`rsim eval score` against a table of 62 hand-checked rows with negatives for every task
 (`score_table.jsonl`: each row's `expected` verdict and why). On the scorers before issue 13's fixes, 8
 rows came out wrong: five different math values called equal by the "last numbers match" fallback, the
 first letter taken for the chosen option, and whole-function code answers run without the prompt's
-imports."""
+imports. Before issue 27's, 10 more: 43 taken for the integer 42 and an unsorted list refused (TheoremQA),
+fenced code run with its fences, wrong code that exits 0 before or after its tests passed, and `runs`
+taking fences into the program, `pass` for a function and an exit before the end."""
 
 from __future__ import annotations
 
