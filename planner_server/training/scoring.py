@@ -259,7 +259,8 @@ def _does_something(body: list[ast.stmt]) -> bool:
 def runs_shape(code: str, reference: str, question: str) -> bool:
     """What `runs` (no published tests) asks of a program before running it: it parses and does something (a
     statement beyond imports, `pass`, `...` and strings, in every function too), defines a function or class
-    when the reference solution does, and defines each of the reference's that the question names."""
+    when the reference solution does (or binds one of its names), and each of the reference's that the
+    question names."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -274,7 +275,7 @@ def runs_shape(code: str, reference: str, question: str) -> bool:
         reference_defs = {n.name for n in ast.parse(extract_code(reference)).body if isinstance(n, defines)}
     except SyntaxError:  # a reference in words, SQL…: nothing to ask
         return True
-    if reference_defs and not any(isinstance(n, defines) for n in tree.body):
+    if reference_defs and not (reference_defs & bound or any(isinstance(n, defines) for n in tree.body)):
         return False
     return all(name in bound for name in reference_defs if re.search(rf"\b{re.escape(name)}\b", question))
 
@@ -429,7 +430,7 @@ def sandbox_argv(files: dict[str, int], *, as_root: bool, disk_mb: int = DEFAULT
              "--tmpfs", "/tmp"]
     for name, fd in files.items():
         argv += ["--perms", "0444", "--ro-bind-data", str(fd), f"/tmp/{name}"]
-    return argv + ["--chdir", "/tmp", "--", python, "-I", "-S", "/tmp/harness.py", "harness"]
+    return argv + ["--chdir", "/tmp", "--", python, "-I", "-S", "-B", "/tmp/harness.py", "harness"]
 
 
 @lru_cache(maxsize=1)
@@ -709,7 +710,7 @@ def _harness() -> None:
 def _check(job: dict) -> str:
     requests_r, requests_w = os.pipe()
     replies_r, replies_w = os.pipe()
-    answer = subprocess.Popen([sys.executable, "-I", "-S", __file__, "answer", str(requests_r), str(replies_w),
+    answer = subprocess.Popen([sys.executable, "-I", "-S", "-B", __file__, "answer", str(requests_r), str(replies_w),
                                job["mode"]], pass_fds=(requests_r, replies_w), stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(requests_r)
