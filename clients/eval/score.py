@@ -1,6 +1,8 @@
-"""`rsim eval score FILE.jsonl`: the scorers by hand. Each row `{task, answer, truth, answer_type?, prompt?,
-test?, entry_point?}` comes back as one JSON line on stdout, in input order, with `correct` (and `error` when
-the scorer could not decide or the row is malformed: such a row is counted wrong, never dropped)."""
+"""`rsim eval score FILE.jsonl`: the scorers by hand — the very `verdict` of training rewards and `rsim eval`
+(docs/scoring.md). Each row `{task, answer, truth, answer_type?, prompt?, test?, entry_point?}` (a code
+answer as the model wrote it, Markdown fences and all; for `runs`, `truth` is the reference solution and may
+be left out) comes back as one JSON line on stdout, in input order, with `correct` (and `error` when the
+scorer could not decide or the row is malformed: such a row is counted wrong, never dropped)."""
 
 from __future__ import annotations
 
