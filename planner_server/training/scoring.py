@@ -531,8 +531,9 @@ def run_code_tests(program: str, tests: str, *, prompt: str = "", entry_point: s
     """`tests` against `program` in the sandbox: the program imported as a module in a process of its own, the
     tests run by the harness in another, calling the program's functions across a pipe with plain data only
     (None, bool, int, float, complex, str, bytes, and lists, tuples, dicts, sets, frozensets of them). The
-    prompt's own definitions (HumanEval's helpers) are the prompt's; `entry_point`, and every other function the
-    program defines, is the program's. Raises `SandboxUnavailable` rather than run code without the isolation."""
+    prompt's own definitions (HumanEval's helpers) and the builtins are the tests' own; `entry_point`, and every
+    other function or plain value the program defines, is the program's. Raises `SandboxUnavailable` rather than
+    run code without the isolation."""
     return _sandboxed("tests", program, tests=tests, prompt=prompt_code(prompt) or "", entry_point=entry_point,
                       bounds=bounds)
 
@@ -733,11 +734,16 @@ def _check(job: dict) -> str:
                 exec(compile(job["prompt"], "<prompt>", "exec"), namespace)  # noqa: S102 — the dataset's own code
             except Exception:  # noqa: BLE001 — a prompt that does not run gives no helpers
                 pass
+        import builtins
+
+        def offered(name: object) -> bool:  # never over the prompt's names, nor a builtin the tests use (abs…)
+            return type(name) is str and name not in namespace and not hasattr(builtins, name)
+
         for pair in ready[2]:
-            if type(pair) is list and len(pair) == 2 and type(pair[0]) is str:
-                namespace.setdefault(pair[0], _decode(pair[1]))
+            if type(pair) is list and len(pair) == 2 and offered(pair[0]):
+                namespace[pair[0]] = _decode(pair[1])
         for name in ready[1]:
-            if type(name) is str and name not in namespace:
+            if offered(name):
                 namespace[name] = _Remote(peer, name)
         if job["entry_point"]:
             namespace[job["entry_point"]] = _Remote(peer, job["entry_point"])

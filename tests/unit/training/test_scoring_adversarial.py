@@ -51,6 +51,8 @@ ROWS = {
                                              "    __hash__ = int.__hash__\n\n\ndef total(xs):\n    return Anything()\n", False),
     "builtins.abs patched": (MEAN, "import builtins\nbuiltins.abs = lambda x: 0\n\n\ndef mean(xs):\n"
                                    "    return 3.0 if len(xs) == 2 else 0\n", False),
+    "a builtin the tests use, shadowed": (MEAN, "def abs(x):\n    return 0\n\n\ndef mean(xs):\n"
+                                                "    return 3.0 if len(xs) == 2 else 0\n", False),
     "math.isclose patched": (MEAN, "import math\nmath.isclose = lambda *a, **k: True\n\n\ndef mean(xs):\n"
                                    "    return sum(xs) / len(xs) if len(xs) == 3 else 0\n", False),
     "stderr that looks like bwrap's": (TOTAL, "    import sys\n    print('bwrap: Creating new namespace failed', "
