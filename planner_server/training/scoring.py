@@ -403,9 +403,10 @@ def _cgroup_bases(bounds: Bounds) -> list[tuple[str, list[tuple[str, int]]]]:
 def sandbox_argv(files: dict[str, int], *, as_root: bool, disk_mb: int = DEFAULT_BOUNDS.disk_mb,
                  python: str | None = None) -> list[str]:
     """bubblewrap: new pid, network, ipc and uts namespaces (a user namespace too unless run by root, which
-    instead drops to a uid of the run's own inside), an empty environment, a new session, a file system of
-    /usr and the interpreter read-only and one size-capped tmpfs at /tmp holding `files` (name → fd) read-only:
-    nothing of the host is writable, or readable beyond those."""
+    instead drops to a uid of the run's own inside) whose pid 1 the answer can neither read nor signal and
+    which ends every process inside when bwrap goes, an empty environment, a new session, a file system of
+    /usr and the interpreter read-only and one size-capped tmpfs at /tmp holding `files` (name → fd)
+    read-only: nothing of the host is writable, or readable beyond those."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable("code answers run only under bubblewrap, which is not installed: "
@@ -413,7 +414,9 @@ def sandbox_argv(files: dict[str, int], *, as_root: bool, disk_mb: int = DEFAULT
     python = os.path.realpath(python or sys.executable)
     prefix = os.path.dirname(os.path.dirname(python))  # e.g. /usr, or a pyenv/conda prefix
     argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            *(["--cap-add", "CAP_SETUID,CAP_SETGID"] if as_root else ["--unshare-user"]),
+            # as root, bwrap's own pid 1 (root: out of the answer's reach) dies with bwrap and ends the rest; as
+            # another user it would share the answer's uid, so the harness is pid 1 instead (non-dumpable)
+            *(["--cap-add", "CAP_SETUID,CAP_SETGID"] if as_root else ["--unshare-user", "--as-pid-1"]),
             "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/lib", "/lib32", "/lib64", "/sbin"):
@@ -696,8 +699,8 @@ def _harness() -> None:
         resource.setrlimit(limit, (value, value))
     import ctypes
 
-    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: the answer (same uid)
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")  # reads neither memory nor descriptors
     verdict_out.write("ready\n")
     verdict_out.flush()
     try:

@@ -31,6 +31,23 @@ ADD = Problem("Write a function add(a, b) that returns the sum of a and b.", "de
 WRONG = "def total(xs: List[int]) -> int:\n    return len(xs)\n"
 RIGHT = "    return sum(xs)\n"
 
+FORGE = """\
+    import json, os
+    for pid in os.listdir('/proc'):
+        try:
+            job = json.loads(os.pread(os.open(f'/proc/{pid}/fd/0', os.O_RDONLY | os.O_NONBLOCK), 1 << 20, 0))
+        except Exception:
+            continue
+        for other in os.listdir('/proc'):
+            try:
+                with open(f'/proc/{other}/fd/1', 'w') as out:
+                    out.write(job['nonce'] + ' pass\\n')
+            except Exception:
+                pass
+        os._exit(0)
+    return -1
+"""  # the job (nonce, tests) from a process's stdin, then a forged verdict line on every stdout it can open
+
 # name: (problem, answer, verdict). {port}, {outside}: a listener on 127.0.0.1 and a host path, per test.
 ROWS = {
     "sys.exit(0) after a wrong function": (TOTAL, WRONG + "import sys\nsys.exit(0)\n", False),
@@ -43,10 +60,7 @@ ROWS = {
     "atexit turns the failure into exit 0": (TOTAL, WRONG + "import atexit, os\natexit.register(os._exit, 0)\n", False),
     "fake success on stdout": (TOTAL, "    import os\n    line = b'ready\\n' + b'0' * 32 + b' pass\\nOK\\n'\n"
                                       "    os.write(1, line)\n    print('all tests passed')\n    os._exit(0)\n", False),
-    "forge the harness's verdict through /proc": (
-        TOTAL, "    import json, os, signal\n    try:\n        job = json.loads(open(f'/proc/{os.getppid()}/fd/0').read())\n"
-               "        with open(f'/proc/{os.getppid()}/fd/1', 'w') as out:\n            out.write(job['nonce'] + ' pass\\n')\n"
-               "        os.kill(os.getppid(), signal.SIGKILL)\n    except Exception:\n        pass\n    return -1\n", False),
+    "forge the verdict with the job read from any process": (TOTAL, FORGE, False),
     "an answer equal to everything": (TOTAL, "class Anything(int):\n    def __eq__(self, other):\n        return True\n"
                                              "    __hash__ = int.__hash__\n\n\ndef total(xs):\n    return Anything()\n", False),
     "builtins.abs patched": (MEAN, "import builtins\nbuiltins.abs = lambda x: 0\n\n\ndef mean(xs):\n"
@@ -190,3 +204,59 @@ def test_tests_are_not_visible_to_the_answer():
              "    needle = ''.join(['assert cand', 'idate(['])\n"  # not in its own source or bytecode
              "    return sum(xs) if needle not in seen else -1\n")
     assert scoring.is_correct(probe, TOTAL)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None or not os.path.exists("/usr/bin/python3"),
+                    reason="drives the unprivileged path by running the scorer as another user (needs root here)")
+def test_the_unprivileged_path(tmp_path):
+    """Run by a user other than root, the sandbox is a user namespace of its own: the process count still holds
+    there (RLIMIT_NPROC counts per namespace) and the job stays out of reach (the harness is pid 1, so no bwrap
+    process inside holds it). The scorer runs here as uid 65534 under the system's Python."""
+    import json
+    import subprocess
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="rsim-unprivileged-")
+    os.chmod(where, 0o755)
+    rows = {name: ROWS[name] for name in ("forge the verdict with the job read from any process", "200 processes at once",
+                                          "os._exit(0) after a wrong function", "infinite loop")}
+    script = os.path.join(where, "score.py")
+    with open(script, "w") as f:
+        f.write(f"""import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("scoring", {scoring.__file__!r})
+scoring = importlib.util.module_from_spec(spec)
+sys.modules["scoring"] = scoring
+spec.loader.exec_module(scoring)
+prompt, tests = {PROMPT!r}, {TOTAL.tests!r}
+answers = {json.dumps([a for _, a, _ in rows.values()] + [RIGHT])}
+bounds = scoring.Bounds(wall_s=3)
+print(json.dumps([scoring.run_code_tests(scoring.code_solution(prompt, a, "total"), tests, prompt=prompt,
+                                         entry_point="total", bounds=bounds).passed for a in answers]))
+""")
+    os.chmod(script, 0o644)
+    try:
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", script],
+                              capture_output=True, text=True, timeout=120, cwd=where)
+    finally:
+        shutil.rmtree(where)
+    if "SandboxUnavailable" in done.stderr:
+        pytest.skip(f"no unprivileged user namespaces here: {done.stderr[-200:]}")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [False, False, False, False, True]
+
+    def harness_as_nobody() -> list[str]:
+        found = []
+        for status in glob.glob("/proc/[0-9]*/status"):
+            try:
+                uid = next(int(line.split()[1]) for line in open(status) if line.startswith("Uid:"))
+                cmdline = open(status.replace("status", "cmdline"), "rb").read()
+            except (OSError, StopIteration):
+                continue
+            if uid == 65534 and b"/tmp/harness.py" in cmdline:
+                found.append(status)
+        return found
+
+    end = time.monotonic() + 5
+    while harness_as_nobody() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert harness_as_nobody() == []  # the timed-out loop ended with its sandbox
