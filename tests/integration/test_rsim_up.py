@@ -103,8 +103,9 @@ def test_rsim_up_then_solve_then_sigterm(cache_dir, work_dir):
         # the default gate is shadow: the planner was asked and its choice recorded, nothing was injected
         assert "gate: shadow" in banner
         assert all(step["injected"] == "" for step in reasoning), reasoning
-        planned = [step for step in reasoning if step["gate"] is not None]
-        assert planned and all(step["gate"] == "shadow" and step["planned"] for step in planned), planned
+        planned = [step for step in reasoning if step["gate"] is not None]  # none when the first step answered
+        assert all(step["gate"] == "shadow" and step["planned"] for step in planned), planned
+        assert httpx.get(f"{service}/v1/strategies", timeout=10).json()["gate"]["mode"] == "shadow"
         models = httpx.get(f"{service}/v1/models", timeout=10).json()
         assert {m["id"] for m in models["data"]} == {"qwen2.5-coder-1.5b-instruct", "rsim/qwen2.5-coder-1.5b-instruct"}
         check_cpu_smoke_suite(service, f"http://127.0.0.1:{ports['--reasoner-port']}/v1", work_dir / "cpu-smoke")
