@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TERMINATION = "termination"
+QUIET = "continuation"  # the quiet action: under a closed or shadow gate it injects nothing, whatever its text
 UNGUIDED = "unguided"  # a step the reasoner writes with no strategy injected (the opening step): never a catalog id
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from service.catalog import QUIET
 from service.plan_protocol import PlanResponse
 
 GateMode = Literal["open", "gated", "shadow"]
-QUIET = "continuation"  # the catalog's quiet action: under the gate it injects nothing, whatever its text
 
 
 @dataclass(frozen=True)

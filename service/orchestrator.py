@@ -12,7 +12,6 @@ as a stream of events (L1)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,9 +21,9 @@ from typing import Literal
 from service.plan_protocol import PlanRequest, PlanStep
 from service.answer import AnswerFormat, answer_instruction, answer_stop, final_answer, first_boxed
 from service.baselines import BASELINES
-from service.catalog import TERMINATION, UNGUIDED, Catalog
+from service.catalog import QUIET, TERMINATION, UNGUIDED, Catalog
 from service.errors import InvalidRequest, Overloaded, PlannerLate, PlannerUnavailable
-from service.gate import QUIET, GateMode, gate
+from service.gate import GateMode, gate
 from service.injection import WrittenStep, chain_of_thought, injection_text, transcript
 from service.planner_client import Planner
 from service.protocol import SolveResponse, StepTrace, Timings, Usage
@@ -242,6 +241,10 @@ class Orchestrator:
             return Decision(str(cfg.force))
         index = state.index + 1
         t0 = time.perf_counter()
+
+        def waited_ms() -> float:
+            return (time.perf_counter() - t0) * 1000
+
         request = PlanRequest(question=planner_question,
                               steps=[PlanStep(strategy=t.strategy, text=t.text) for t in state.traces],
                               temperature=cfg.planner_temperature, forbid=cfg.forbid,
@@ -253,15 +256,15 @@ class Orchestrator:
                 plan = await asyncio.wait_for(self.planner.plan(request, request_id=request_id),
                                               cfg.decision_timeout_s)
         except (asyncio.TimeoutError, PlannerLate, Overloaded):
-            return Decision(self.quiet_id, quiet=True, gate="late", planner_ms=(time.perf_counter() - t0) * 1000)
+            return Decision(self.quiet_id, quiet=True, gate="late", planner_ms=waited_ms())
         except PlannerUnavailable:
             if cfg.gate != "open":  # a gated or shadow loop needs no planner to answer: the step is quiet
-                return Decision(self.quiet_id, quiet=True, gate="down", planner_ms=(time.perf_counter() - t0) * 1000)
+                return Decision(self.quiet_id, quiet=True, gate="down", planner_ms=waited_ms())
             if self.on_planner_down != "degrade":
                 raise
             state.degraded = True
-            return Decision(self.quiet_id, plain=True, planner_ms=(time.perf_counter() - t0) * 1000)
-        planner_ms = (time.perf_counter() - t0) * 1000
+            return Decision(self.quiet_id, plain=True, planner_ms=waited_ms())
+        planner_ms = waited_ms()
         state.usage.planner_calls += 1
         state.usage.planner_tokens += plan.tokens or 0
         state.planner_version = plan.planner_version

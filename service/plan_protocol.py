@@ -10,6 +10,8 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.catalog import QUIET
+
 
 class DecisionLike(Protocol):
     """What a decision carries (planner_server.decision.Decision)."""
@@ -75,7 +77,7 @@ class PlanResponse(BaseModel):
                    gains=None if value_scale is None else value_gains(probabilities, value_scale), margin=margin)
 
 
-def value_gains(probabilities: dict[str, float], value_scale: float, quiet: str = "continuation") -> dict[str, float] | None:
+def value_gains(probabilities: dict[str, float], value_scale: float, quiet: str = QUIET) -> dict[str, float] | None:
     """τ·(log p(a) − log p(quiet)) for every strategy (None when the catalog has no quiet action)."""
     if quiet not in probabilities:
         return None

@@ -146,6 +146,18 @@ def tables(rows: list[dict[str, Any]]) -> tuple[str, list[list[str]]]:
     return "\n".join(md) + "\n", [header, *body]
 
 
+def save_scatter(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, grid, write and close one of the report's score scatter plots."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib
 
@@ -159,14 +171,8 @@ def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) 
             ax.scatter(r["n_strategies"], r["score"], s=40)
             ax.annotate(f"{r['method']} · {r['dataset']}", (r["n_strategies"], r["score"]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("#Strategy (distinct strategies per question)")
-    ax.set_ylabel("Score (%)")
-    ax.set_title("accuracy vs number of strategies")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(out / "accuracy_vs_strategies.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save_scatter(plt, fig, ax, out / "accuracy_vs_strategies.png", "#Strategy (distinct strategies per "
+                                "question)", "Score (%)", "accuracy vs number of strategies"))
 
     planned = [r for r in rows if r["strategy_usage"]]
     if planned:
@@ -194,14 +200,8 @@ def plots(rows: list[dict[str, Any]], records: list[dict[str, Any]], out: Path) 
                         capsize=3, alpha=0.8)
             ax.annotate(f"{r['method']} · {r['dataset']}", (r["tokens_mean"], r["score"]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("generated tokens per question (mean)")
-    ax.set_ylabel("Score (%), 95% CI")
-    ax.set_title("accuracy vs tokens")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(out / "accuracy_vs_tokens.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save_scatter(plt, fig, ax, out / "accuracy_vs_tokens.png", "generated tokens per question (mean)",
+                                "Score (%), 95% CI", "accuracy vs tokens"))
 
     fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(rows)), 4.5))
     groups = [[x["tokens"] for x in records if x["method"] == r["method"] and x["dataset"] == r["dataset"]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from planner_server.training.data import Problem
 from planner_server.training.scoring import verdict
-from service.gate import QUIET
+from service.catalog import QUIET
 from service.orchestrator import Deciding, EpisodeConfig, Finished, Orchestrator
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.catalog import QUIET
 from service.errors import NotReady, RsimError
-from service.gate import QUIET
 from service.state import State
 
 router = APIRouter()
