@@ -92,7 +92,9 @@ def test_passthrough_benchmark_short_mode(tmp_path, capsys):
         for c in (1, 8):
             r = per[c]
             assert r["requests"] > 0 and r["errors"] == 0 and r["p50_ms"] >= 50 and r["ttfc_p50_ms"] >= 50
-    assert results["targets"]["rsim"][1]["cpu_ms_per_req"] > 0
+    # /proc/<pid>/stat counts CPU in 10 ms ticks: at concurrency 1 a short run of ~20 requests of ~1 ms each can
+    # read 0 ticks (seen in CI), so the check is that the server's CPU was measured over the run, not per level.
+    assert results["ratios"]["rsim CPU ms per request (worst level)"] > 0
     assert "rsim ceiling / bare ceiling" in results["ratios"] and "ceilings" in capsys.readouterr().out
 
     other = bench_passthrough.main(["--short", "--path", "completions", "--logs", str(tmp_path / "logs-completions")])
