@@ -200,6 +200,9 @@ def cmd_train_collect(extra: list[str]) -> int:
                                         "prioritization,sub_planning,termination",
                    help="candidate strategies branched besides quiet (continuation)")
     p.add_argument("--samples", type=int, default=1, help="rollouts per branch (> 1 with --reasoner-temperature)")
+    p.add_argument("--decisions", type=int, default=None,
+                   help="decision points branched per question, drawn at random per question (default: every one)")
+    p.add_argument("--seed", type=int, default=0, help="the draw of --decisions")
     p.add_argument("--reasoner-temperature", type=float, default=0.0)
     p.add_argument("--max-steps", type=int, default=5)
     p.add_argument("--max-tokens-per-step", type=int, default=128)
@@ -225,7 +228,8 @@ def cmd_train_collect(extra: list[str]) -> int:
             orch = Orchestrator(NoPlanner(), runner.reasoner, catalog)
             return await collect(orch, problems, runner.episode(force="continuation", task=problems[0].task),
                                  CollectConfig(actions=tuple(e.actions.split(",")), samples=e.samples,
-                                               concurrency=e.concurrency), e.out)
+                                               concurrency=e.concurrency, decisions=e.decisions, seed=e.seed),
+                                 e.out)
 
     try:
         counts = asyncio.run(go())
@@ -366,7 +370,9 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
                         "(with a JSONL/Parquet path), synthetic[:steps=3-5,scale=3,seed=7], humaneval-bundled; "
                         "repeatable")
     p.add_argument("--methods", default="zerocot,ps+,rsim", help="comma list: plain, zerocot, ps+, prompting, rsim, "
-                                                                 "fixed:<strategy>, optillm:<approach>")
+                                                                 "rsim:gated|shadow|open (the planner through that gate; "
+                                                                 "rsim alone: open), fixed:<strategy>, "
+                                                                 "optillm:<approach>")
     p.add_argument("--reasoner-url", required=True)
     p.add_argument("--reasoner-model", required=True)
     p.add_argument("--reasoner-mode", default="continue", choices=["continue", "completions", "turns"])

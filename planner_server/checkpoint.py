@@ -72,6 +72,15 @@ def serving_context_tokens(resolved: ResolvedPlanner, context_tokens: int, expli
     return int(trained)
 
 
+def serving_gate(resolved: ResolvedPlanner) -> tuple[float | None, float | None]:
+    """(value scale τ, margin) of a checkpoint trained on step values (its manifest's `serving.gate`), so the
+    planner reports each strategy's predicted gain over quiet and the gate's calibrated margin; (None, None)
+    for any other planner — a gated service then never lets it speak."""
+    g = ((resolved.manifest or {}).get("serving") or {}).get("gate") or {}
+    scale, margin = g.get("value_scale"), g.get("margin")
+    return (float(scale) if scale is not None else None), (float(margin) if margin is not None else None)
+
+
 def check_prompt(resolved: ResolvedPlanner, catalog: Catalog) -> None:
     """Warn when the checkpoint was trained on another prompt template than this server builds."""
     from planner_server.prompt import prompt_digest

@@ -15,6 +15,7 @@ from service.catalog import QUIET
 from service.plan_protocol import PlanResponse
 
 GateMode = Literal["open", "gated", "shadow"]
+GATES: tuple[str, ...] = ("open", "gated", "shadow")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from planner_server.training.scoring import check_sandbox, verdict
 from service.baselines import BASELINES
 from service.catalog import TERMINATION, UNGUIDED, Catalog, load_catalog
 from service.errors import RsimError
+from service.gate import GATES
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.planner_client import HttpPlanner, NoPlanner
 from service.protocol import SolveResponse
@@ -91,7 +92,7 @@ def make_record(problem: Problem, dataset: str, method: str, result: SolveRespon
     if result is None:
         return {**base, "answer": None, "correct": False, "strategies": [], "n_strategies": 0, "tokens": 0,
                 "planner_calls": 0, "trace": []}
-    planned = method == "prompting" or method == "rsim" or method.startswith("fixed:")
+    planned = method == "prompting" or method == "rsim" or method.startswith(("fixed:", "rsim:"))
     strategies = [s.strategy for s in result.steps] if planned else []
     correct, scoring_error = verdict(result.answer, problem)  # an error is counted wrong, and said so
     return {**base, "answer": result.answer, "correct": correct, "scoring_error": scoring_error, "strategies": strategies,
@@ -190,9 +191,12 @@ class Runner:
                                        max_tokens=self.cfg.max_tokens_per_step * max(1, self.cfg.max_steps - 1)
                                        + self.cfg.final_max_tokens, catalog_version=self.catalog.version)
         force = method.split(":", 1)[1] if method.startswith("fixed:") else None
-        if force is None and method not in ("rsim", "prompting"):
-            raise ValueError(f"unknown method '{method}'; known: plain, zerocot, ps+, prompting, rsim, fixed:<strategy>, "
-                             "optillm:<approach>")
+        gate = method.split(":", 1)[1] if method.startswith("rsim:") else None  # rsim:gated, rsim:shadow, rsim:open
+        if gate is not None and gate not in GATES:
+            raise ValueError(f"unknown gate in method '{method}'; known: {', '.join('rsim:' + g for g in GATES)}")
+        if force is None and gate is None and method not in ("rsim", "prompting"):
+            raise ValueError(f"unknown method '{method}'; known: plain, zerocot, ps+, prompting, rsim, rsim:<gate>, "
+                             "fixed:<strategy>, optillm:<approach>")
         if force is not None and force not in self.catalog.ids:
             raise ValueError(f"unknown strategy in method '{method}'; known: {', '.join(self.catalog.ids)}")
         if self.cfg.planner.service_url and method != "prompting":  # the real service, over HTTP
@@ -202,9 +206,11 @@ class Runner:
             return await self.sdk.solve(problem.question, max_steps=self.cfg.max_steps,
                                         max_tokens_per_step=self.cfg.max_tokens_per_step, model=self.cfg.reasoner_model,
                                         final_max_tokens=self.cfg.final_max_tokens,
-                                        force=force, first_step=self.cfg.first_step)
-        orch = await self.orchestrator("fixed" if force else method)
-        return await orch.solve(problem.question, self.episode(force, problem.task))
+                                        force=force, first_step=self.cfg.first_step,
+                                        **({"gate": gate} if gate else {}))
+        orch = await self.orchestrator("fixed" if force else "rsim" if gate else method)
+        episode = self.episode(force, problem.task)
+        return await orch.solve(problem.question, replace(episode, gate=gate) if gate else episode)
 
     async def injected_tokens(self, result: SolveResponse) -> int | None:
         """Tokens rsim put into the reasoner's chain of thought (every step's injected instruction), counted

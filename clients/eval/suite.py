@@ -29,6 +29,7 @@ from clients.eval.datasets import load_dataset
 from clients.eval.report import build_report, record_skipped
 from clients.eval.runner import EvalConfig, PlannerSpec, Runner
 from service.baselines import BASELINES
+from service.gate import GATES
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -55,11 +56,11 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     return suite
 
 
-PLANNED = ("rsim",)  # and every `fixed:<strategy>`: they run once per planner
+PLANNED = ("rsim",)  # and every `rsim:<gate>` and `fixed:<strategy>`: they run once per planner
 
 
 def _planned(method: str) -> bool:
-    return method in PLANNED or method.startswith("fixed:")
+    return method in PLANNED or method.startswith(("fixed:", "rsim:"))
 
 
 @dataclass
@@ -135,9 +136,11 @@ def check_suite(suite: dict[str, Any], jobs: list[Job]) -> list[str]:
     for m in every_method:
         if m.startswith("fixed:") and m.split(":", 1)[1] not in catalog.ids:
             problems.append(f"method {m}: no strategy '{m.split(':', 1)[1]}' in the catalog ({', '.join(catalog.ids)})")
-        elif not (m in (*BASELINES, "prompting", "rsim") or m.startswith(("fixed:", "optillm:"))):
-            problems.append(f"unknown method '{m}' (known: plain, zerocot, ps+, prompting, rsim, fixed:<strategy>, "
-                            "optillm:<approach>)")
+        elif m.startswith("rsim:") and m.split(":", 1)[1] not in GATES:
+            problems.append(f"method {m}: no gate '{m.split(':', 1)[1]}' (known: {', '.join(GATES)})")
+        elif not (m in (*BASELINES, "prompting", "rsim") or m.startswith(("fixed:", "optillm:", "rsim:"))):
+            problems.append(f"unknown method '{m}' (known: plain, zerocot, ps+, prompting, rsim, rsim:<gate>, "
+                            "fixed:<strategy>, optillm:<approach>)")
     planners = suite.get("planners") or []
     if any(_planned(m) for m in every_method) and not planners:
         problems.append("rsim and fixed:* methods need a planners list (service_url, planner_url, checkpoint or model)")

@@ -20,6 +20,10 @@ class PlanItem:
 
 class PlannerBackend(Protocol):
     version: str
+    # a checkpoint trained on step values (its manifest's serving.gate): τ turns its probabilities into gains
+    # over quiet, and the margin its gate was calibrated with; None for any other planner
+    value_scale: float | None
+    gate_margin: float | None
 
     async def label_logits(self, items: list[PlanItem]) -> list[list[float]]:
         """One list of len(catalog) logits per item (−inf allowed), in one batched call."""
@@ -73,4 +77,6 @@ class BackendPlanner:
         d = decide(logits, temperature=req.temperature, forbidden=[self.catalog.index(s) for s in req.forbid])
         return PlanResponse.of(d, self.catalog.ids, planner_version=self.backend.version,
                                catalog_version=self.catalog.version, latency_ms=0.0,
-                               tokens=sum(item.tokens.values()) if item.tokens else None)
+                               tokens=sum(item.tokens.values()) if item.tokens else None,
+                               value_scale=getattr(self.backend, "value_scale", None),
+                               margin=getattr(self.backend, "gate_margin", None))

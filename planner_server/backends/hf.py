@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from planner_server.backends import PlanItem
-from planner_server.checkpoint import check_prompt, resolve_planner, serving_context_tokens
+from planner_server.checkpoint import check_prompt, resolve_planner, serving_context_tokens, serving_gate
 from planner_server.prefix_cache import PrefixCache
 from planner_server.prompt import PROMPT_TAIL, encode_planner_prompt, label_token_ids, prompt_head
 from planner_server.settings import PlannerSettings
@@ -113,6 +113,9 @@ def pick_device(device: str) -> str:
 
 
 class HFBackend:
+    value_scale: float | None = None  # a checkpoint trained on step values: its τ and calibrated gate margin
+    gate_margin: float | None = None
+
     def __init__(self, model, tokenizer, catalog: Catalog, *, version: str, context_tokens: int,
                  prefix_cache: PrefixCache | None = None):
         self.model, self.tokenizer, self.catalog = model.eval(), tokenizer, catalog
@@ -144,9 +147,11 @@ class HFBackend:
         if settings.prefix_cache_entries > 0 and settings.prefix_cache_mb > 0:
             cache = PrefixCache(max_entries=settings.prefix_cache_entries, ttl_s=settings.prefix_cache_ttl_s,
                                 max_bytes=int(settings.prefix_cache_mb * 2**20))
-        return cls(model, tokenizer, catalog, version=resolved.version, prefix_cache=cache,
-                   context_tokens=serving_context_tokens(resolved, settings.context_tokens,
-                                                         "context_tokens" in settings.model_fields_set))
+        backend = cls(model, tokenizer, catalog, version=resolved.version, prefix_cache=cache,
+                      context_tokens=serving_context_tokens(resolved, settings.context_tokens,
+                                                            "context_tokens" in settings.model_fields_set))
+        backend.value_scale, backend.gate_margin = serving_gate(resolved)
+        return backend
 
     def encode(self, item: PlanItem) -> list[int]:
         return encode_planner_prompt(self.tokenizer, item.question, item.steps, self.catalog,

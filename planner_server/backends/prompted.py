@@ -42,6 +42,9 @@ def logits_from_text(text: str, labels: list[str]) -> list[float]:
 
 
 class PromptedBackend:
+    value_scale: float | None = None  # an LLM prompted to plan carries no value calibration
+    gate_margin: float | None = None
+
     def __init__(self, session: aiohttp.ClientSession | None, base_url: str, model: str, catalog: Catalog,
                  api_key: str | None = None, constrain: bool = False, timeout_s: float = 30.0):
         """`session=None`: one is opened on first use, inside the event loop (the backend may be built

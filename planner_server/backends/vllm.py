@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from planner_server.backends import PlanItem
-from planner_server.checkpoint import check_prompt, resolve_planner, serving_context_tokens
+from planner_server.checkpoint import check_prompt, resolve_planner, serving_context_tokens, serving_gate
 from planner_server.prompt import encode_planner_prompt, label_token_ids
 from planner_server.settings import PlannerSettings
 from service.catalog import Catalog
@@ -25,6 +25,9 @@ log = logging.getLogger("rsim.planner.vllm")
 
 class VLLMBackend:
     max_in_flight = 64  # batches handed to the engine at once: it schedules their requests together
+
+    value_scale: float | None = None  # a checkpoint trained on step values: its τ and calibrated gate margin
+    gate_margin: float | None = None
 
     def __init__(self, engine, catalog: Catalog, *, version: str, context_tokens: int,
                  merged_dir: Path | None = None):
@@ -66,10 +69,12 @@ class VLLMBackend:
             if merged_dir is not None:
                 shutil.rmtree(merged_dir, ignore_errors=True)
             raise
-        return cls(engine, catalog, version=resolved.version,
-                   context_tokens=serving_context_tokens(resolved, settings.context_tokens,
-                                                         "context_tokens" in settings.model_fields_set),
-                   merged_dir=merged_dir)
+        backend = cls(engine, catalog, version=resolved.version,
+                      context_tokens=serving_context_tokens(resolved, settings.context_tokens,
+                                                            "context_tokens" in settings.model_fields_set),
+                      merged_dir=merged_dir)
+        backend.value_scale, backend.gate_margin = serving_gate(resolved)
+        return backend
 
     def encode(self, item: PlanItem) -> list[int]:
         return encode_planner_prompt(self.tokenizer, item.question, item.steps, self.catalog,

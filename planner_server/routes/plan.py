@@ -45,7 +45,9 @@ async def plan_one(state: PlannerState, req: PlanRequest, forbidden: list[int]) 
     state.metrics.latency.observe(elapsed)
     return PlanResponse.of(d, state.catalog.ids, planner_version=state.backend.version if state.backend else "",
                            catalog_version=state.catalog.version, latency_ms=elapsed * 1000,
-                           tokens=sum(item.tokens.values()) if item.tokens else None)
+                           tokens=sum(item.tokens.values()) if item.tokens else None,
+                           value_scale=getattr(state.backend, "value_scale", None),
+                           margin=getattr(state.backend, "gate_margin", None))
 
 
 @router.post("/v1/plan", response_model=PlanResponse)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +34,8 @@ class CollectConfig:
     actions: tuple[str, ...]  # candidate strategies besides quiet (`continuation`)
     samples: int = 1  # rollouts per branch (> 1 only with a reasoner temperature > 0)
     concurrency: int = 4  # questions in flight
+    decisions: int | None = None  # decision points branched per question, drawn at random (None: every one)
+    seed: int = 0  # which decision points `decisions` draws
 
 
 def finished_questions(path: Path) -> set[str]:
@@ -62,8 +65,12 @@ async def collect_question(orch: Orchestrator, problem: Problem, quiet_cfg: Epis
             result = event.result
     assert result is not None
     quiet_score = float(verdict(result.answer, problem)[0])
+    chosen = range(len(states))
+    if cfg.decisions is not None and cfg.decisions < len(states):  # a seeded draw per question: resumable
+        chosen = sorted(random.Random(f"{cfg.seed}:{problem.id}").sample(range(len(states)), cfg.decisions))
     records = []
-    for k, state in enumerate(states):
+    for k in chosen:
+        state = states[k]
         actions = [a for a in cfg.actions if a != QUIET]
         branches = await asyncio.gather(*(branch_scores(orch, problem, quiet_cfg, state, a, cfg.samples)
                                           for a in actions))
@@ -82,6 +89,7 @@ async def collect_question(orch: Orchestrator, problem: Problem, quiet_cfg: Epis
             "reasoning_tokens_so_far": state.usage.reasoning_tokens,
             "scores": scores, "tokens": tokens, "value": means,
             "advantage": {a: m - means[QUIET] for a, m in means.items()},
+            "decision_points": len(states),
         })
     wall_s = time.perf_counter() - t0
     for r in records:

@@ -30,6 +30,8 @@ class DataConfig(BaseModel):
     synthetic_scale: int = Field(1, ge=1, description="multiplies the ranges of the synthetic task's numbers")
     traces: Path | None = Field(None, description="train from the labelled traces of this trace store "
                                                   "(continual learning; no reasoner needed)")
+    values: Path | None = Field(None, description="train offline on the step values of this dataset "
+                                                  "(`rsim train collect`'s JSONL; no reasoner needed)")
 
 
 class LoraConfig(BaseModel):
@@ -87,6 +89,12 @@ class TrainConfig(BaseModel):
         "decision", description="decision: every planner decision one term of the loss (default: a decision is "
         "the planner's action, and one long step must not drown the short ones); tokens: each decision weighted "
         "by the reasoner tokens it governs, as the paper's token-averaged objective over the interleaved sequence")
+    # offline training on step values (data.values; planner_server.training.values)
+    value_temperature: float = Field(0.25, gt=0, description="τ of the target p*(a) ∝ exp(Ã(a)/τ); the served "
+                                                             "gain is τ·(log p(a) − log p(quiet))")
+    speak_cost: float = Field(0.1, ge=0, description="what injecting costs in score units: Ã(a) = A(a) − cost, so "
+                                                     "ties with quiet lean to quiet")
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="questions held out to choose the gate margin")
     joint_lambda_stage1: float = Field(0.7, ge=0, le=1)
     joint_lambda_stage2: float = Field(0.3, ge=0, le=1)
     joint_switch_step: int = Field(50, ge=0)
@@ -119,7 +127,9 @@ class TrainConfig(BaseModel):
     def _reasoner_given(self) -> TrainConfig:
         if self.planner_model.startswith("~"):
             self.planner_model = str(Path(self.planner_model).expanduser())
-        if self.mode == "planner" and not self.reasoner.url and self.data.traces is None:
+        if self.data.traces is not None and self.data.values is not None:
+            raise ValueError("data.traces and data.values are two offline modes: give one")
+        if self.mode == "planner" and not self.reasoner.url and self.data.traces is None and self.data.values is None:
             raise ValueError("planner-only mode needs reasoner.url (an OpenAI-compatible endpoint)")
         if self.mode in ("joint", "grpo") and not self.reasoner.local_model:
             raise ValueError(f"{self.mode} mode needs reasoner.local_model (a local HF reasoner to train)")

@@ -26,6 +26,8 @@ PANELS = {
                 ("entropy", "decision entropy (nats)"), ("loss", "GRPO loss")],
     "joint": [("reward/planner_total_mean", "planner reward (mean)"), ("accuracy", "accuracy (rollouts)"),
               ("reward/reasoner_follow_mean", "reasoner R_follow (mean)"), ("entropy", "decision entropy (nats)")],
+    "values": [("loss", "cross-entropy to p* (train batch)"), ("validation/loss", "cross-entropy (validation)"),
+               ("quiet_probability", "p(quiet) (train batch)"), ("validation/gain", "gated gain on validation")],
     "grpo": [("reward/reasoner_total_mean", "reasoner reward R_acc + R_format (mean)"), ("accuracy", "accuracy (rollouts)"),
              ("kl", "KL to the base model"), ("loss", "GRPO loss")],
 }
@@ -35,6 +37,8 @@ def mode_of(rows: list[dict]) -> str:
     """The training mode a run's rows come from: grpo rows say so, joint rows carry λ."""
     if any(r.get("mode") == "grpo" for r in rows):
         return "grpo"
+    if any(r.get("source") == "values" for r in rows):
+        return "values"
     return "joint" if any("lambda" in r for r in rows) else "planner"
 
 
@@ -55,9 +59,10 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     panels = PANELS[mode]
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
-        ys = [r.get(key, 0.0) for r in rows]
-        ax.plot(steps, ys, alpha=0.35, label="per step")
-        ax.plot(steps, smooth(ys), label="moving mean (5)")
+        xs = [r["step"] for r in rows if r.get(key) is not None]  # validation rows only where a checkpoint was
+        ys = [r[key] for r in rows if r.get(key) is not None]
+        ax.plot(xs, ys, alpha=0.35, label="per step", marker="." if len(xs) < len(steps) else None)
+        ax.plot(xs, smooth(ys), label="moving mean (5)")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -111,4 +116,52 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    gate = gate_calibration(run)
+    if gate is not None:
+        written.append(plot_gate(gate, out / "gate.png", title=f"gate calibration: {run.name}"))
     return written
+
+
+def gate_calibration(run: Path) -> dict | None:
+    """The gate calibration of a run's latest checkpoint (values mode), if it has one."""
+    from planner_server.training.checkpoints import latest_checkpoint
+
+    ckpt = latest_checkpoint(run)
+    if ckpt is None or not (ckpt / "manifest.json").is_file():
+        return None
+    gate = ((json.loads((ckpt / "manifest.json").read_text()).get("serving") or {}).get("gate") or {})
+    return gate.get("calibration")
+
+
+def plot_gate(calibration: dict, path: Path, title: str = "gate calibration") -> Path:
+    """The gate's firing rate and its realised gain on the validation decisions, against the margin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = calibration["table"]
+    margins = [r["margin"] for r in table]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(margins, [r["firing_rate"] for r in table], marker=".", label="firing rate")
+    ax.set_xlabel("margin on the predicted gain (score units)")
+    ax.set_ylabel("share of decisions where the gate fires")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    twin = ax.twinx()
+    twin.plot(margins, [r["gain"] for r in table], color="tab:green", marker=".", label="realised gain (sum of A)")
+    twin.axhline(0, color="grey", linewidth=0.8)
+    twin.set_ylabel("realised gain on validation")
+    if calibration.get("margin") is not None:
+        ax.axvline(calibration["margin"], color="tab:red", linestyle="--", label=f"chosen {calibration['margin']:g}")
+    else:
+        ax.set_title("no margin gains: the gate never fires", fontsize=9)
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right", fontsize=8)
+    fig.suptitle(f"{title} ({calibration['decisions']} validation decisions)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

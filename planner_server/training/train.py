@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from planner_server.backends.hf import label_logits
 from planner_server.decision import entropy
 from planner_server.prompt import prompt_digest
 from planner_server.training.checkpoints import latest_checkpoint, load_trainer_state, save_checkpoint
@@ -32,7 +33,7 @@ from planner_server.training.policy import PolicyPlanner, Recorded
 from planner_server.training.rewards import PlannerWeights
 from planner_server.training.rollout import Group, rollout_groups
 from planner_server.training.synthetic import synthetic_problems
-from service.catalog import load_catalog
+from service.catalog import QUIET, load_catalog
 from service.orchestrator import EpisodeConfig, Orchestrator
 from service.reasoner import OpenAIReasoner, make_session
 
@@ -273,6 +274,34 @@ def serving_manifest(cfg: TrainConfig, catalog) -> dict[str, Any]:
             "catalog_version": catalog.version, "temperature": cfg.temperature}
 
 
+def offline_loop(cfg: TrainConfig, model, tokenizer, optimizer, resume, start_step: int, catalog, *, desc: str,
+                 step_fn, serving_fn=None):
+    """The skeleton of the offline modes (traces, values): `step_fn(step)` makes one update and returns its
+    metrics row; every `save_every` steps (and the last) a checkpoint with the serving manifest, which
+    `serving_fn(row)` may extend (the values mode adds the gate's calibration). Resume is `setup`'s."""
+    last = resume
+    metrics_log = MetricsLog(cfg.run_dir, cfg.report_to, resume_step=start_step, config=cfg.model_dump(mode="json"))
+    try:
+        for step in tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc=desc,
+                         dynamic_ncols=True):
+            t0 = time.perf_counter()
+            row = step_fn(step)
+            row["seconds/update"] = time.perf_counter() - t0
+            saving = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps
+            serving = serving_manifest(cfg, catalog)
+            if saving and serving_fn is not None:
+                serving = serving_fn(row, serving)
+            metrics_log.write(row)
+            if saving:
+                last = save_checkpoint(cfg.run_dir, step=step + 1, model=model, tokenizer=tokenizer,
+                                       optimizer=optimizer, data_position=0, base_model=cfg.planner_model,
+                                       catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
+                                       serving=serving, metrics=row)
+    finally:
+        metrics_log.close()
+    return last
+
+
 def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, start_step: int, catalog):
     """Continual learning: off-policy GRPO steps on labelled traces of the trace store."""
     traces, other_catalog = load_trace_batches(cfg.data.traces, catalog)
@@ -282,30 +311,86 @@ def train_from_traces(cfg: TrainConfig, model, tokenizer, optimizer, resume, sta
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=1.0, context_tokens=cfg.context_tokens,
                            version=f"traces@{start_step}")  # served distributions are recorded at T = 1
     rng = random.Random(cfg.seed + start_step)
-    last = resume
-    metrics_log = MetricsLog(cfg.run_dir, cfg.report_to, resume_step=start_step, config=cfg.model_dump(mode="json"))
-    try:
-        for step in tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps,
-                         desc="train (traces)", dynamic_ncols=True):
-            t0 = time.perf_counter()
-            decisions, rstats = batch_decisions(sample(traces, cfg.batch_size * cfg.group_size, rng), policy,
-                                                catalog)
-            model.train()
-            update = grpo_update(policy, optimizer, decisions, cfg)
-            row = {"step": step + 1, "source": "traces", "traces": len(traces), "other_catalog": other_catalog,
-                   "decisions": len(decisions), **{f"reward/{k}": v for k, v in rstats.items()},
-                   "reward/planner_total_mean": rstats["reward_mean"], "accuracy": 0.0, "entropy": 0.0,
-                   **update, "seconds/update": time.perf_counter() - t0}
-            metrics_log.write(row)
-            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:
-                last = save_checkpoint(cfg.run_dir, step=step + 1, model=model, tokenizer=tokenizer,
-                                       optimizer=optimizer, data_position=0, base_model=cfg.planner_model,
-                                       catalog_version=catalog.version, config=cfg.model_dump(mode="json"),
-                                       serving=serving_manifest(cfg, catalog),
-                                       metrics=row)
-    finally:
-        metrics_log.close()
-    return last
+
+    def step_fn(step: int) -> dict[str, Any]:
+        decisions, rstats = batch_decisions(sample(traces, cfg.batch_size * cfg.group_size, rng), policy, catalog)
+        model.train()
+        update = grpo_update(policy, optimizer, decisions, cfg)
+        return {"step": step + 1, "source": "traces", "traces": len(traces), "other_catalog": other_catalog,
+                "decisions": len(decisions), **{f"reward/{k}": v for k, v in rstats.items()},
+                "reward/planner_total_mean": rstats["reward_mean"], "accuracy": 0.0, "entropy": 0.0, **update}
+
+    return offline_loop(cfg, model, tokenizer, optimizer, resume, start_step, catalog, desc="train (traces)",
+                        step_fn=step_fn)
+
+
+def train_from_values(cfg: TrainConfig, model, tokenizer, optimizer, resume, start_step: int, catalog):
+    """Offline: the planner's label distribution fitted to the collector's step values (values.py), the gate's
+    margin calibrated on the validation questions at every checkpoint and stored in its serving manifest."""
+    from planner_server.training import values as V
+
+    decisions = V.load_values(cfg.data.values, catalog)
+    train_set, validation = V.split(decisions, cfg.validation_fraction, cfg.seed)
+    if not train_set or not validation:
+        raise ValueError(f"{cfg.data.values}: {len(decisions)} decisions split into {len(train_set)} to train on and "
+                         f"{len(validation)} to calibrate the gate on; both need some (collect more questions, or "
+                         "change validation_fraction)")
+    policy = PolicyPlanner(model, tokenizer, catalog, temperature=1.0, context_tokens=cfg.context_tokens,
+                           version=f"values@{start_step}")
+    ids, tau = catalog.ids, cfg.value_temperature
+    encoded: dict[int, list[int]] = {}
+
+    def batch_of(ds: list[V.ValueDecision]) -> tuple[list[list[int]], torch.Tensor]:
+        prompts = [encoded.setdefault(id(d), policy.encode(d.question, d.steps)) for d in ds]
+        return prompts, torch.tensor([V.target(d.advantage, ids, tau, cfg.speak_cost) for d in ds])
+
+    def log_probs(prompts: list[list[int]]) -> torch.Tensor:
+        logits = label_logits(policy.model, prompts, policy.label_ids, policy.pad_id)
+        return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+    def predict(ds: list[V.ValueDecision]) -> list[list[float]]:
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(ds), cfg.micro_batch):
+                out += log_probs(batch_of(ds[i:i + cfg.micro_batch])[0]).exp().tolist()
+        return out
+
+    rng = random.Random(cfg.seed + start_step)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step_fn(step: int) -> dict[str, Any]:
+        batch = V.sample_batch(train_set, cfg.batch_size, rng)
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, quiet_p, quiet_t = 0.0, 0.0, 0.0
+        q = ids.index(QUIET)
+        for i in range(0, len(batch), cfg.micro_batch):
+            prompts, targets = batch_of(batch[i:i + cfg.micro_batch])
+            logp = log_probs(prompts)
+            loss = -(targets * logp).sum(-1).sum() / len(batch)
+            loss.backward()
+            loss_sum += float(loss.detach())
+            quiet_p += float(logp[:, q].detach().exp().sum()) / len(batch)
+            quiet_t += float(targets[:, q].sum()) / len(batch)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        optimizer.step()
+        return {"step": step + 1, "source": "values", "decisions": len(batch), "loss": loss_sum,
+                "grad_norm": grad_norm, "quiet_probability": quiet_p, "quiet_target": quiet_t,
+                "accuracy": 0.0, "entropy": 0.0, "reward/planner_total_mean": 0.0}
+
+    def serving_fn(row: dict[str, Any], serving: dict[str, Any]) -> dict[str, Any]:
+        probs = predict(validation)
+        cal = V.calibrate([V.gains_of(p, ids, tau) for p in probs], [d.advantage for d in validation])
+        targets = batch_of(validation)[1]
+        row["validation/loss"] = float(-(targets * torch.log(torch.tensor(probs).clamp_min(1e-12))).sum(-1).mean())
+        row["validation/gain"], row["validation/decisions"] = cal["validation_gain"], cal["decisions"]
+        row["gate_margin"] = cal["margin"]  # None: no margin gains on validation, the gate never fires
+        return {**serving, "gate": {"value_scale": tau, "margin": cal["margin"], "speak_cost": cfg.speak_cost,
+                                    "calibration": cal, "dataset": str(cfg.data.values)}}
+
+    return offline_loop(cfg, model, tokenizer, optimizer, resume, start_step, catalog, desc="train (values)",
+                        step_fn=step_fn, serving_fn=serving_fn)
 
 
 async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem] | None = None) -> Path | None:
@@ -332,6 +417,8 @@ async def train(cfg: TrainConfig, *, reasoner=None, problems_list: list[Problem]
     reasoner = local or reasoner
     if cfg.data.traces is not None:
         return train_from_traces(cfg, model, tokenizer, optimizer, resume, start_step, catalog)
+    if cfg.data.values is not None:
+        return train_from_values(cfg, model, tokenizer, optimizer, resume, start_step, catalog)
     policy = PolicyPlanner(model, tokenizer, catalog, temperature=cfg.temperature, context_tokens=cfg.context_tokens,
                            max_batch=cfg.micro_batch, seed=cfg.seed + start_step + 1000 * dist.rank,
                            version=f"train@{start_step}")

@@ -87,3 +87,18 @@ async def test_the_collector_refuses_a_loop_that_is_not_quiet(tmp_path):
     with pytest.raises(ValueError, match="quiet"):
         await collect(Orchestrator(None, Reasoner(), QUIET_CATALOG), problems(1), replace(quiet_cfg(), force=None),
                       CollectConfig(actions=("verification",)), tmp_path / "v.jsonl")
+
+
+async def test_decisions_draws_that_many_decision_points_per_question_the_same_on_every_run(tmp_path):
+    cfg = CollectConfig(actions=("verification",), decisions=1, seed=3)
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        counts = await collect(Orchestrator(None, Reasoner(), QUIET_CATALOG), problems(4), quiet_cfg(), cfg, out)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert counts["decisions"] == 4 and all(r["decision_points"] == 2 for r in rows)
+        runs.append({r["question_id"]: r["decision"] for r in rows})
+    assert runs[0] == runs[1]  # a resumed collection draws the same points
+    every = await collect(Orchestrator(None, Reasoner(), QUIET_CATALOG), problems(4), quiet_cfg(),
+                          replace(cfg, decisions=5), tmp_path / "all.jsonl")
+    assert every["decisions"] == 8  # more than a question has: all of them
