@@ -239,16 +239,24 @@ class Orchestrator:
             return Decision(action, gate="branch")
         if turn.who == "forced":
             return Decision(str(cfg.force))
+        return await self.consult(self.plan_request(state, cfg, planner_question), state, cfg, request_id)
+
+    def plan_request(self, state: EpisodeState, cfg: EpisodeConfig, planner_question: str) -> PlanRequest:
+        """What the planner is asked at the next decision point: the question and the steps so far."""
         index = state.index + 1
+        return PlanRequest(question=planner_question,
+                           steps=[PlanStep(strategy=t.strategy, text=t.text) for t in state.traces],
+                           temperature=cfg.planner_temperature, forbid=cfg.forbid,
+                           seed=None if cfg.seed is None else cfg.seed + index)
+
+    async def consult(self, request: PlanRequest, state: EpisodeState, cfg: EpisodeConfig,
+                      request_id: str) -> Decision:
+        """The planner's answer to `request`, through the gate, within the decision deadline."""
         t0 = time.perf_counter()
 
         def waited_ms() -> float:
             return (time.perf_counter() - t0) * 1000
 
-        request = PlanRequest(question=planner_question,
-                              steps=[PlanStep(strategy=t.strategy, text=t.text) for t in state.traces],
-                              temperature=cfg.planner_temperature, forbid=cfg.forbid,
-                              seed=None if cfg.seed is None else cfg.seed + index)
         try:
             if cfg.decision_timeout_s is None:
                 plan = await self.planner.plan(request, request_id=request_id)
@@ -373,7 +381,13 @@ class Orchestrator:
             turn = whose_turn(state, cfg)
             if turn.who in ("planner", "forced") and snapshots:
                 yield Deciding(state.copy())
-            decision = await self.decide(turn, state, cfg, planner_question, request_id, action)
+            beside = None  # shadow: the step is quiet whatever the planner says, so it is asked beside the step
+            if turn.who == "planner" and cfg.gate == "shadow" and action is None:
+                beside = asyncio.create_task(self.consult(self.plan_request(state, cfg, planner_question), state,
+                                                          cfg, request_id))
+                decision = Decision(self.quiet_id, quiet=True, gate="shadow")
+            else:
+                decision = await self.decide(turn, state, cfg, planner_question, request_id, action)
             if decision.gate == "branch":
                 action = None  # the branch's action is taken once; the loop goes on as it would
             injected, max_tokens, stop = self.prompt(decision, turn, state, cfg)
@@ -387,8 +401,21 @@ class Orchestrator:
                               forced=decision.forced, injected=injected, text="", planner_ms=decision.planner_ms,
                               continued=turn.glued, planned=decision.planned, gain=decision.gain, gate=decision.gate)
             yield StrategyChosen(trace)
-            async for delta in self.write(trace, decision, turn, state, cfg, question, max_tokens, stop, request_id):
-                yield delta
+            try:
+                async for delta in self.write(trace, decision, turn, state, cfg, question, max_tokens, stop,
+                                              request_id):
+                    yield delta
+                if beside is not None:  # the decision, for the record; only a wait past the step counts
+                    t_wait = time.perf_counter()
+                    said = await beside
+                    waited = (time.perf_counter() - t_wait) * 1000
+                    state.timings.planner_ms += waited
+                    trace.planned, trace.gain, trace.gate = said.planned, said.gain, said.gate
+                    trace.probability, trace.probabilities = said.probability, said.probabilities
+                    trace.planner_ms = said.planner_ms
+            finally:
+                if beside is not None and not beside.done():
+                    beside.cancel()
             state.written.append(WrittenStep(injected=trace.injected, text=trace.text, glued=turn.glued))
             state.traces.append(trace)
             yield StepEnded(trace)

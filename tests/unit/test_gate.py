@@ -153,3 +153,29 @@ async def test_a_branch_goes_on_from_the_shared_prefix_with_its_action():
     assert branch_reasoner.calls[1].pending == catalog.get("continuation").instruction
     assert states[1].traces[0].text == STEP1 and len(states[1].traces) == 1  # the snapshot is untouched
     assert branch.answer == "76"
+
+
+async def test_shadow_asks_the_planner_beside_the_step_not_before_it():
+    """Under shadow the step is quiet whatever the planner says, so the reasoner does not wait for it (issue 26:
+    the default stack spent up to the decision deadline per step waiting for a starved planner). Here the
+    planner answers only once the reasoner has been sent the step: a loop that waits first never gets there."""
+    sent = asyncio.Event()
+
+    class Reasoner(Scripted):
+        async def step(self, req):
+            sent.set()
+            async for chunk in super().step(req):
+                yield chunk
+
+    class Waits(Planner):
+        async def plan(self, req, *, request_id=None):
+            await sent.wait()
+            sent.clear()
+            return await super().plan(req, request_id=request_id)
+
+    reasoner = Reasoner(REPLIES)
+    result = await asyncio.wait_for(Orchestrator(Waits(), reasoner, load_catalog()).solve(
+        "q", cfg(gate="shadow", decision_timeout_s=5.0)), 10)
+    assert [s.gate for s in result.steps[:3]] == ["shadow"] * 3  # answered in time, recorded on the step
+    assert [s.planned for s in result.steps[:3]] == ["verification"] * 3 and result.usage.planner_calls == 3
+    assert [c.pending for c in reasoner.calls[:3]] == ["", "", ""] and result.answer == "76"
