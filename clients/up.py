@@ -53,7 +53,7 @@ class Child:
 
 def vllm_command(model_dir: Path, port: int, host: str, served_name: str) -> list[str]:
     """The embedded reasoner's server. Prefix caching is asked for by name (the loop re-sends each episode's
-    growing prefix; measured in the s13 collection: 84% of prompt tokens served from the cache)."""
+    growing prefix; measured over the s13 collection: 79% of prompt tokens served from the cache)."""
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--served-model-name", served_name, "--host", host, "--port", str(port), "--enforce-eager",
             "--dtype", "bfloat16", "--max-model-len", "4096", "--disable-uvicorn-access-log",
