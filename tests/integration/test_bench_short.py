@@ -1,5 +1,7 @@
 """Benchmarks run in CI in a short mode so they cannot rot (no speed is asserted here)."""
 
+import json
+
 import pytest
 
 from loadtests import bench_http_client
@@ -156,3 +158,18 @@ def test_locust_headless_runner_short_mode(tmp_path):
     stream = endpoints["/v1/chat/completions [stream]"]
     assert 0 < stream["ttft_p50_ms"] < stream["p50_ms"]  # the strategy's text comes before the reasoner's
     assert (tmp_path / "load.json").is_file()
+
+
+def test_embedded_stack_benchmark_on_the_tiny_stack(tiny_service, tmp_path):
+    """The issue-26 load benchmark's plumbing, on the tiny stack: each level's episodes finish, decisions and the
+    planner's share are measured, and a shadow run records decisions without failing any request."""
+    from loadtests import bench_embedded_stack
+
+    for gate in ("open", "shadow"):
+        res = bench_embedded_stack.main(["--url", tiny_service.url, "--levels", "1,2", "--episodes", "2",
+                                         "--max-steps", "3", "--max-tokens-per-step", "12", "--final-max-tokens", "12",
+                                         "--gate", gate, "--out", str(tmp_path / f"{gate}.json")])
+        for row in res["levels"]:
+            assert row["episodes"] == 2 and row["failed"] == 0 and row["decisions"] > 0
+            assert 0 <= row["planner_share"] <= 1 and row["decision_p95_ms"] >= row["decision_p50_ms"] > 0
+    assert json.loads((tmp_path / "shadow.json").read_text())["gate"] == "shadow"
