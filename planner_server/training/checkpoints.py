@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import time
@@ -63,8 +64,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if path.is_dir() else None
 
 
+class UnsafeTrainerState(ValueError):
+    """A trainer_state.pt that holds more than tensors and plain values (a pickle that could run code)."""
+
+
 def load_trainer_state(ckpt: Path, optimizer) -> dict[str, Any]:
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    """Optimizer, RNG and data position back from a checkpoint. Read with torch's weights-only unpickler:
+    tensors, numbers, strings and containers load, anything else (an object whose unpickling runs code) is
+    refused rather than executed — a checkpoint folder may come from anywhere."""
+    path = ckpt / "trainer_state.pt"
+    try:
+        state = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeTrainerState(f"{path} holds more than tensors and plain values; refusing to unpickle it "
+                                 f"(torch.load weights_only): {str(e).splitlines()[0]}") from e
     optimizer.load_state_dict(state["optimizer"])
     random.setstate(state["python_rng"])
     torch.set_rng_state(state["torch_rng"])

@@ -52,7 +52,7 @@ def test_train_kill_resume_and_serve(tiny_model, tiny_reasoner, work_dir):
         assert {"accuracy", "reward/planner_total_mean", "entropy", "loss", "clip_fraction", "kl",
                 "zero_variance_groups", "tokens_per_s", "seconds/rollout", "strategies"} <= set(r)
     final = ckpts / f"step-{killed_at + 2:06d}"
-    state = torch.load(final / "trainer_state.pt", weights_only=False)
+    state = torch.load(final / "trainer_state.pt", weights_only=True)
     assert state["data_position"] == (killed_at + 2) * 2 and state["step"] == killed_at + 2
     manifest = json.loads((final / "manifest.json").read_text())
     assert manifest["base_model"] == str(tiny_model) and (final / "adapter_model.safetensors").is_file()
@@ -139,7 +139,7 @@ def test_data_parallel_ranks_stay_in_sync(tiny_model, tiny_reasoner, work_dir):
     assert digests[0]["world"] == 2 and digests[0]["params_digest"] == digests[1]["params_digest"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and rows[0]["world_size"] == 2  # rank 0 alone writes
-    state = torch.load(run / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
+    state = torch.load(run / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=True)
     assert state["data_position"] == 2 * 1 * 2  # both ranks' shares of both steps
 
 
