@@ -276,12 +276,15 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
     from clients.eval.report import build_report
 
     what = extra.pop(0) if extra and extra[0] in ("report", "suite", "score", "rescore") else None
+    asked_help = what in ("rescore", "score") and extra[:1] in (["-h"], ["--help"])
+    if asked_help:
+        extra = []  # the usage line below is the help, and exits 0
     if what == "rescore":
         from clients.eval.score import rescore_run
 
         if len(extra) != 1 or not Path(extra[0]).is_dir():
             err.print("usage: rsim eval rescore RUN_DIR   (re-scores its records with today's scorers, in place)")
-            return 2
+            return 0 if asked_help else 2
         try:
             changes = rescore_run(Path(extra[0]))
         except FileNotFoundError as e:
@@ -300,7 +303,7 @@ def cmd_eval(a: argparse.Namespace, extra: list[str]) -> int:
         if len(extra) != 1:
             err.print("usage: rsim eval score FILE.jsonl   (rows {task, answer, truth, prompt?, test?, entry_point?}; "
                       "'-' reads stdin)")
-            return 2
+            return 0 if asked_help else 2
         if extra[0] != "-" and not Path(extra[0]).is_file():
             err.print(f"[red]error:[/] no such file: {extra[0]}")
             return 2

@@ -54,3 +54,14 @@ def test_rescore_refuses_what_it_cannot_score(tmp_path):
     counts = rescore_file(path)  # an old code record without its tests: kept as it was, and said why
     rec = json.loads(path.read_text())
     assert counts["kept"] == 1 and rec["correct"] is True and "no tests" in rec["rescore_error"]
+
+
+def test_score_and_rescore_take_help():
+    """`--help` prints the usage and exits 0 (it was read as a file name: "no such file: --help", exit 2)."""
+    for what in ("score", "rescore"):
+        done = subprocess.run([sys.executable, "-m", "clients.cli", "eval", what, "--help"], capture_output=True,
+                              text=True, cwd=REPO, timeout=120)
+        assert done.returncode == 0 and f"usage: rsim eval {what}" in done.stderr, done.stderr
+    bare = subprocess.run([sys.executable, "-m", "clients.cli", "eval", "score"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert bare.returncode == 2 and "usage: rsim eval score" in bare.stderr
