@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ReasonerMode = Literal["continue", "completions", "turns"]
+# forwarded by default besides chat: generation and embeddings, never the account's files, batches or fine-tunes
+DEFAULT_PASSTHROUGH = "POST /v1/completions,POST /v1/embeddings,POST /v1/responses"
 
 
 class ServiceSettings(BaseSettings):
@@ -74,6 +77,10 @@ class ServiceSettings(BaseSettings):
     max_concurrent_per_client: int | None = Field(None, ge=1, description="requests in flight per client key")
     redis_url: SecretStr | None = Field(None, description="Redis holding the rate and concurrency limits, shared by "
                                                           "every replica with the same URL (unset: per process)")
+    passthrough_allow: str = Field(
+        DEFAULT_PASSTHROUGH, description="the /v1 requests, beyond chat and rsim's own paths, forwarded to the reasoner "
+        "with its key: comma-separated `METHOD /v1/path`; a trailing `*` matches the rest of a path, `*` as the method "
+        "any method (`* /v1/*` forwards everything, as before issue 29; `none` nothing); anything else is a 404")
     traces: bool = Field(True, description="record every finished request's trace (opt-out: false)")
     trace_store: Path = Field(Path("~/.cache/rsim/traces.db"), description="SQLite file of the trace store")
 
@@ -85,6 +92,17 @@ class ServiceSettings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
+
+    @field_validator("passthrough_allow")
+    @classmethod
+    def _passthrough_rules(cls, v: str) -> str:
+        passthrough_rules(v)  # raises on a malformed entry
+        return v
+
+    def forwards(self, method: str, path: str) -> bool:
+        """Whether `method path` (a /v1 path that is not rsim's own) is on the passthrough allowlist."""
+        return any(m in ("*", method.upper()) and (path.startswith(p) if prefix else path == p)
+                   for m, p, prefix in passthrough_rules(self.passthrough_allow))
 
     @model_validator(mode="after")
     def _a_reasoner(self) -> ServiceSettings:
@@ -125,6 +143,31 @@ class ServiceSettings(BaseSettings):
     def masked(self) -> dict:
         return {k: ("***" if isinstance(v, SecretStr) else v) for k, v in self.model_dump().items()
                 if v is not None}
+
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "*"})
+
+
+@lru_cache(maxsize=16)
+def passthrough_rules(allow: str) -> tuple[tuple[str, str, bool], ...]:
+    """RSIM_PASSTHROUGH_ALLOW as (method, path, is_prefix) rules. ValueError, naming the entry, on anything but
+    `METHOD /v1/...` with a known method, plain segments and at most one `*`, at the end."""
+    rules: list[tuple[str, str, bool]] = []
+    if allow.strip().lower() == "none":
+        return ()
+    for entry in (e.strip() for e in allow.split(",")):
+        if not entry:
+            continue
+        method, _, path = entry.partition(" ")
+        method, path = method.upper(), path.strip()
+        prefix = path.endswith("*")
+        plain = path.removesuffix("*")
+        if (method not in _METHODS or not plain.startswith("/v1/") or "*" in plain
+                or any(seg in (".", "..") for seg in plain.split("/"))):
+            raise ValueError(f"RSIM_PASSTHROUGH_ALLOW entry {entry!r}: want `METHOD /v1/path` (METHOD one of "
+                             f"{', '.join(sorted(_METHODS))}; a trailing * matches the rest of the path)")
+        rules.append((method, plain, prefix))
+    return tuple(rules)
 
 
 def is_loopback(host: str) -> bool:

@@ -1,6 +1,7 @@
-"""Passthrough: a chat request for a plain reasoner model, and every request under `/v1/` that is not
-rsim's own (`/v1/completions`, `/v1/embeddings`, `/v1/responses`, ...), is forwarded byte for byte
-(DESIGN.md §4.5), streamed back when the reasoner streams.
+"""Passthrough: a chat request for a plain reasoner model, and the requests under `/v1/` on the allowlist
+(RSIM_PASSTHROUGH_ALLOW; by default `POST /v1/completions`, `/v1/embeddings`, `/v1/responses`), are forwarded
+byte for byte (DESIGN.md §4.5), streamed back when the reasoner streams. Any other `/v1/` path is a 404: the
+reasoner's key never reaches the account's files, batches or fine-tunes unless the operator says so.
 
 `PassthroughFastPath` answers those requests in pure ASGI, ahead of FastAPI's routing, dependency
 injection and request objects, which cost about as much CPU as forwarding itself
@@ -160,8 +161,9 @@ class PassthroughFastPath:
             return
         state: ServiceState = scope["app"].state.rsim
         headers = dict(scope["headers"])
-        if not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or not clean_path(scope["path"]):
-            await self.app(scope, replay(raw, receive), send)  # the route's 401 (or 400), before any parsing
+        if (not state.key_allowed(headers.get(b"authorization", b"").decode("latin-1")) or not clean_path(scope["path"])
+                or not state.settings.forwards(scope["method"], scope["path"])):
+            await self.app(scope, replay(raw, receive), send)  # the route's 401 (or 400, or 404), before any parsing
             return
         rid = scope_request_id(scope)
         try:
@@ -252,6 +254,10 @@ async def other_v1(rest: str, request: Request, state: State) -> Response:
     path = "/v1/" + rest
     if not forwarded(path):
         raise NotFound(f"no route {request.method} {path}")
+    if not state.settings.forwards(request.method, request.scope["path"]):
+        raise NotFound(f"{request.method} {path} is not forwarded to the reasoner: this service forwards "
+                       f"{state.settings.passthrough_allow or 'nothing'} (RSIM_PASSTHROUGH_ALLOW widens it)",
+                       code="not_forwarded")
     if not clean_path(request.scope["path"]):
         raise InvalidRequest("the path has '.' or '..' segments; forwarded paths must be plain", code="invalid_path")
     raw = await request.body()

@@ -322,10 +322,69 @@ async def test_deep_bodies_without_keys_configured_are_400_not_500(client):
         assert r.status_code == 400 and r.json()["error"]["code"] == "json_too_deep", (path, r.status_code, r.text)
 
 
-async def test_a_multipart_upload_is_forwarded_unparsed(client):
-    """Only JSON-looking bodies are parsed: an upload full of brackets reaches the reasoner as it came."""
-    r = await client.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"[" * 5000)}, data={"model": "ok"})
-    assert r.status_code == 404  # the fault reasoner's: forwarded, not refused
+async def test_a_multipart_upload_is_forwarded_unparsed(fault_reasoner):
+    """Only JSON-looking bodies are parsed: an upload full of brackets reaches the reasoner as it came (once the
+    operator forwards the path)."""
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               passthrough_allow="POST /v1/audio/transcriptions")
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            r = await c.post("/v1/audio/transcriptions", files={"file": ("a.wav", b"[" * 5000)}, data={"model": "ok"},
+                             headers={"X-Request-Id": "upload-1"})
+    assert r.status_code == 404 and "no such path" in r.text  # the fault reasoner's: forwarded, not refused
+    seen = [e for e in httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+            if e["headers"].get("x-request-id") == "upload-1"]
+    assert [e["elsewhere"] for e in seen] == ["POST /v1/audio/transcriptions"] and "[[[[" in seen[0]["raw"]
+
+
+ACCOUNT_PATHS = [("GET", "/v1/files"), ("DELETE", "/v1/files/file-abc"), ("POST", "/v1/fine_tuning/jobs"),
+                 ("GET", "/v1/batches"), ("POST", "/v1/batches/b1/cancel"), ("GET", "/v1/completions")]
+
+
+async def test_only_the_allowlist_is_forwarded_with_the_reasoners_key(fault_reasoner, tmp_path):
+    """Issue 29: every /v1 path and method went to the reasoner with the operator's key, so any caller could
+    list or DELETE the account's files, batches and fine-tunes. By default only POST completions, embeddings and
+    responses are forwarded; the rest is rsim's 404 and never reaches the reasoner; a wrong key is still a 401."""
+    keys = tmp_path / "keys"
+    keys.write_text("good-key\n")
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               api_keys_file=keys)
+    good = {"Authorization": "Bearer good-key"}
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            for i, (method, path) in enumerate(ACCOUNT_PATHS):
+                r = await c.request(method, path, headers={**good, "X-Request-Id": f"acct-{i}"},
+                                    json={"model": "ok"} if method == "POST" else None)
+                assert r.status_code == 404 and r.json()["error"]["code"] == "not_forwarded", (method, path, r.text)
+                assert "RSIM_PASSTHROUGH_ALLOW" in r.json()["error"]["message"]
+                anonymous = await c.request(method, path, headers={"Authorization": "Bearer made-up"})
+                assert anonymous.status_code == 401, (method, path)  # the key first: nothing said of the path
+            fwd = await c.post("/v1/completions", json={"model": "ok", "prompt": "x"},
+                               headers={**good, "X-Request-Id": "acct-fwd"})
+            assert fwd.status_code == 404 and "no such path" in fwd.text  # the reasoner's answer: forwarded
+    seen = [e.get("elsewhere") for e in httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+            if e["headers"].get("x-request-id", "").startswith("acct-")]
+    assert seen == ["POST /v1/completions"], seen
+
+
+async def test_the_operator_widens_the_allowlist(fault_reasoner):
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               passthrough_allow="* /v1/files*, GET /v1/batches")
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            codes = {f"{m} {p}": (await c.request(m, p, headers={"X-Request-Id": f"wide-{m}-{p}"})).json()["error"]
+                     .get("code") for m, p in ACCOUNT_PATHS if m != "POST"}
+    assert codes == {"GET /v1/files": None, "DELETE /v1/files/file-abc": None, "GET /v1/batches": None,
+                     "GET /v1/completions": "not_forwarded"}, codes  # None: the fault reasoner's own 404
+    seen = sorted(e["elsewhere"] for e in httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()
+                  if e["headers"].get("x-request-id", "").startswith("wide-"))
+    assert seen == ["DELETE /v1/files/file-abc", "GET /v1/batches", "GET /v1/files"]
+
+
+@pytest.mark.parametrize("allow", ["POST /v2/x", "FETCH /v1/files", "GET /v1/../metrics", "POST /v1/*/x", "/v1/files"])
+def test_a_malformed_allowlist_is_a_start_up_error(allow):
+    with pytest.raises(ValueError, match="RSIM_PASSTHROUGH_ALLOW entry"):
+        ServiceSettings(reasoner_url="http://x", passthrough_allow=allow)
 
 
 async def test_anonymous_callers_share_their_address_bucket_whatever_bearer_they_send(fault_reasoner):

@@ -1,4 +1,4 @@
-"""Every `/v1/` path that is not rsim's own is forwarded to the reasoner (issue 15 §4): tried with the
+"""The `/v1/` paths on the passthrough allowlist are forwarded to the reasoner (issue 15 §4; the allowlist: issue 29): tried with the
 official `openai` SDK in front of the tiny real vLLM (they answered 404 before). The answer is the
 reasoner's own — the same bytes, status and streaming — and API keys hold for those paths exactly as for
 chat: no key, an empty key or a wrong key is a 401 that never reaches the reasoner."""
@@ -21,7 +21,9 @@ TINY_NAME = "tiny-qwen2"  # the tiny vLLM reasoner's served name (tests/conftest
 @pytest.fixture(scope="module")
 def service(tiny_reasoner, tiny_planner, work_dir):
     port, ctx = start_service(work_dir, tiny_reasoner.url, tiny_planner.url, "service-paths", RSIM_API_KEYS=KEY,
-                              RSIM_READ_TIMEOUT_S="60")
+                              RSIM_READ_TIMEOUT_S="60",  # the default allowlist, and a GET to try a query string on
+                              RSIM_PASSTHROUGH_ALLOW="POST /v1/completions,POST /v1/embeddings,POST /v1/responses,"
+                                                     "GET /v1/nosuch")
     with ctx:
         yield f"http://127.0.0.1:{port}"
 
@@ -47,7 +49,10 @@ def test_bytes_status_and_query_are_the_reasoners(service, tiny_reasoner):
     assert via.status_code == direct.status_code and via.content == direct.content
     assert via.headers["content-type"] == direct.headers["content-type"]
     ver = httpx.get(f"{service}/v1/nosuch?x=1", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
-    assert ver.status_code == httpx.get(f"{tiny_reasoner.url}/nosuch?x=1", timeout=30).status_code
+    direct_get = httpx.get(f"{tiny_reasoner.url}/nosuch?x=1", timeout=30)
+    assert ver.status_code == direct_get.status_code and ver.content == direct_get.content  # the reasoner's own
+    off_list = httpx.get(f"{service}/v1/files", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert off_list.status_code == 404 and off_list.json()["error"]["code"] == "not_forwarded"  # issue 29
 
 
 @pytest.mark.parametrize("auth", [None, "", "Bearer", "Bearer wrong-key-0123456789"])

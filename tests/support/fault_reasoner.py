@@ -6,7 +6,8 @@ reasoning-parser server: thinking deltas under that field, then content), `long`
 once, every time: a reasoner that copies itself), `once-503` (503 on the first try of
 each request id, then fine: retries before the first byte), `gzip` (a compressed answer, asked or not). Non-streamed answers set a cookie.
 `GET /_log` returns what it saw:
-each request's body, headers and whether its stream was cancelled by the client.
+each request's body, headers and whether its stream was cancelled by the client; a request to any other path
+as `{"elsewhere": "METHOD /path"}` (answered 404).
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ async def log(request: web.Request) -> web.Response:
     return web.json_response(LOG)
 
 
+async def elsewhere(request: web.Request) -> web.Response:
+    """Any other path: logged by method and path (`{"elsewhere": "DELETE /v1/files/f"}`), answered 404."""
+    raw = await request.read()
+    LOG.append({"elsewhere": f"{request.method} {request.path}", "raw": raw.decode(errors="replace"),
+                "headers": {k.lower(): v for k, v in request.headers.items()}})
+    return web.json_response({"error": {"message": "no such path", "type": "invalid_request_error"}}, status=404)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -100,6 +109,7 @@ def main() -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_log", log)
+    app.router.add_route("*", "/{rest:.*}", elsewhere)
     web.run_app(app, host="127.0.0.1", port=a.port, print=None, access_log=None)
 
 
