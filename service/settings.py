@@ -71,6 +71,9 @@ class ServiceSettings(BaseSettings):
     catalog_path: Path | None = None
     api_keys: SecretStr | None = Field(None, description="comma-separated client API keys (unset: no auth)")
     api_keys_file: Path | None = Field(None, description="file with one client API key per line")
+    admin_keys: SecretStr | None = Field(None, description="comma-separated admin keys: accepted wherever a client "
+                                         "key is, and they may label any trace (a client key labels only the "
+                                         "traces of its own requests); need RSIM_API_KEYS or RSIM_API_KEYS_FILE")
     allow_anonymous: bool = Field(False, description="serve without client API keys on a non-loopback host "
                                                      "(else such a service refuses to start)")
     rate_limit_rpm: int | None = Field(None, ge=1, description="requests per minute per client key (unset: none)")
@@ -81,8 +84,14 @@ class ServiceSettings(BaseSettings):
         DEFAULT_PASSTHROUGH, description="the /v1 requests, beyond chat and rsim's own paths, forwarded to the reasoner "
         "with its key: comma-separated `METHOD /v1/path`; a trailing `*` matches the rest of a path, `*` as the method "
         "any method (`* /v1/*` forwards everything, as before issue 29; `none` nothing); anything else is a 404")
+    ready_cache_s: float = Field(2.0, ge=0, le=60, description="/ready probes the upstreams and the planner at most "
+                                 "once per this many seconds, however often it is asked (0: every time)")
     traces: bool = Field(True, description="record every finished request's trace (opt-out: false)")
     trace_store: Path = Field(Path("~/.cache/rsim/traces.db"), description="SQLite file of the trace store")
+    trace_retention_days: float = Field(30.0, ge=0, description="traces older than this are deleted, labelled or "
+                                        "not (checked every minute; 0: kept forever)")
+    trace_max_rows: int = Field(100_000, ge=0, description="the trace store keeps at most this many traces, the "
+                                "newest (0: no cap)")
 
     @field_validator("reasoner_url", "planner_url")
     @classmethod
@@ -115,6 +124,22 @@ class ServiceSettings(BaseSettings):
         if self.allow_anonymous and (self.api_keys is not None or self.api_keys_file is not None):
             raise ValueError("RSIM_ALLOW_ANONYMOUS=true contradicts RSIM_API_KEYS / RSIM_API_KEYS_FILE: set one")
         return self
+
+    @model_validator(mode="after")
+    def _admin_keys_need_client_keys(self) -> ServiceSettings:
+        if self.admin_keys is not None and self.api_keys is None and self.api_keys_file is None:
+            raise ValueError("RSIM_ADMIN_KEYS needs RSIM_API_KEYS or RSIM_API_KEYS_FILE: without client keys every "
+                             "caller may label every trace, and there is nothing to be admin over")
+        return self
+
+    def admin_key_hashes(self) -> frozenset[str]:
+        """SHA-256 of every admin key; a blank entry in RSIM_ADMIN_KEYS is an error, as in RSIM_API_KEYS."""
+        if self.admin_keys is None:
+            return frozenset()
+        keys = [k.strip() for k in self.admin_keys.get_secret_value().split(",")]
+        if not all(keys):
+            raise ValueError("RSIM_ADMIN_KEYS has a blank entry: list the keys comma-separated, none empty")
+        return frozenset(hashlib.sha256(k.encode()).hexdigest() for k in keys)
 
     def api_key_hashes(self) -> frozenset[str]:
         """SHA-256 of every configured client key: only hashes are kept in memory. A blank entry in

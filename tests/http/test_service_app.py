@@ -397,3 +397,29 @@ async def test_anonymous_callers_share_their_address_bucket_whatever_bearer_they
             codes = [(await c.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer made-up-{i}"}))
                      .status_code for i in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+async def test_ready_probes_once_per_window_and_names_no_urls(fault_reasoner):
+    """Issue 29: each /ready hit called every upstream and the planner, and its errors printed internal URLs.
+    Now one probe per RSIM_READY_CACHE_S serves every caller in the window, and a refusal names no URL."""
+    import asyncio
+
+    calls = lambda: httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_models_calls").json()  # noqa: E731
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               ready_cache_s=30)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            before = calls()
+            answers = await asyncio.gather(*(c.get("/ready") for _ in range(20)))
+            answers += [await c.get("/ready") for _ in range(5)]
+            assert {r.status_code for r in answers} == {200} and calls() - before == 1
+    planner = f"http://127.0.0.1:{free_port()}"
+    down = ServiceSettings(reasoner_url=f"http://127.0.0.1:{free_port()}/v1", planner_url=planner, ready_cache_s=0)
+    closed = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=planner, gate="open", ready_cache_s=0)
+    for settings, says in ((down, "reasoner not ready: reasoner ("), (closed, "planner not ready")):
+        async with LifespanManager(create_app(settings)) as mgr:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+                first, again = await c.get("/ready"), await c.get("/ready")
+        for r in (first, again):
+            assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready", r.text
+            assert says in r.json()["error"]["message"] and "127.0.0.1" not in r.text and "http" not in r.text

@@ -7,7 +7,7 @@ once, every time: a reasoner that copies itself), `once-503` (503 on the first t
 each request id, then fine: retries before the first byte), `gzip` (a compressed answer, asked or not). Non-streamed answers set a cookie.
 `GET /_log` returns what it saw:
 each request's body, headers and whether its stream was cancelled by the client; a request to any other path
-as `{"elsewhere": "METHOD /path"}` (answered 404).
+as `{"elsewhere": "METHOD /path"}` (answered 404); `GET /_models_calls` how often `/v1/models` was asked.
 """
 
 from __future__ import annotations
@@ -83,7 +83,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+MODELS_CALLS = [0]
+
+
+async def models_calls(request: web.Request) -> web.Response:
+    return web.json_response(MODELS_CALLS[0])
+
+
 async def models(request: web.Request) -> web.Response:
+    MODELS_CALLS[0] += 1
     ids = ["ok", "fail-500", "fail-400", "fail-429", "stall", "drop", "malformed", "malformed-json", "slow", "once-503",
            "gzip", "reasoning", "reasoning_content", "long"]
     return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
@@ -109,6 +117,7 @@ def main() -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_log", log)
+    app.router.add_get("/_models_calls", models_calls)
     app.router.add_route("*", "/{rest:.*}", elsewhere)
     web.run_app(app, host="127.0.0.1", port=a.port, print=None, access_log=None)
 
