@@ -8,10 +8,13 @@ The state is bounded: an entry idle for a minute (its bucket full again, no requ
 dropped, and when API keys are configured every key that is not one of them shares one entry (they are
 refused with 401 anyway), so made-up keys cannot grow it. With `RSIM_REDIS_URL` the state lives in Redis
 and every service replica holding that URL enforces one limit together: each decision is one Lua script
-run atomically on the Redis server, on the Redis server's clock; entries expire there."""
+run atomically on the Redis server, on the Redis server's clock; entries expire there, and a request still
+running renews its client's entry every third of the expiry, so a long episode's slot is never forgotten.
+Every path is limited but the probes and the service's own pages (`UNLIMITED_PATHS`)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -24,7 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import NotReady, Overloaded
 
-LIMITED_PREFIXES = ("/solve", "/v1/chat/completions")
+# every request is limited but the probes and the pages about the service (issue 29: the forwarded paths were not)
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/redoc", "/openapi.json",
+                             "/docs/oauth2-redirect"})
 IDLE_S = 60.0  # a bucket refills completely within a minute: an entry idle that long holds nothing
 UNAUTHENTICATED = "unauthenticated"
 
@@ -36,6 +41,11 @@ class Limits(Protocol):
 
     async def release(self, key: str) -> None:
         """Give the concurrency slot back (the response has ended)."""
+
+    async def renew(self, key: str) -> None:
+        """Keep `key`'s slots alive while a request holding one runs (a store whose entries expire)."""
+
+    renew_every_s: float | None  # how often a running request renews (None: never needed)
 
 
 def rate_headers(rpm: int, tokens: float) -> dict[str, str]:
@@ -70,6 +80,10 @@ class Limiter:
     buckets: dict[str, Bucket] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     swept: float = 0.0
+    renew_every_s: float | None = None  # an entry holding a slot is never swept
+
+    async def renew(self, key: str) -> None:
+        pass
 
     def sweep(self, now: float) -> None:
         """Drop the entries idle for IDLE_S (their bucket is full again: dropping one changes nothing)."""
@@ -127,6 +141,10 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now)
 redis.call('EXPIRE', KEYS[1], ttl)
 return {verdict, tostring(tokens)}
 """
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'active') then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
+return 0
+"""
 _RELEASE = """
 local active = tonumber(redis.call('HGET', KEYS[1], 'active') or '0')
 if active > 0 then redis.call('HINCRBY', KEYS[1], 'active', -1) end
@@ -141,14 +159,24 @@ class RedisLimiter:
     Redis unreachable: 503, never an unlimited request."""
 
     def __init__(self, url: str, requests_per_minute: int | None, max_concurrent: int | None, *,
-                 ttl_s: float = 600.0, prefix: str = "rsim:limits:"):
+                 ttl_s: float = 600.0, prefix: str = "rsim:limits:", min_ttl_s: float = IDLE_S):
         import redis.asyncio as aioredis
 
         self.redis = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self.rpm, self.max_concurrent = requests_per_minute or 0, max_concurrent or 0
-        self.ttl_s, self.prefix = int(max(IDLE_S, ttl_s)), prefix
+        self.ttl_s, self.prefix = int(max(min_ttl_s, ttl_s)), prefix
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._release = self.redis.register_script(_RELEASE)
+        self._renew = self.redis.register_script(_RENEW)
+        self.renew_every_s = self.ttl_s / 3  # a request outliving the TTL keeps its slot counted
+
+    async def renew(self, key: str) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            await self._renew(keys=[self.prefix + key], args=[self.ttl_s])
+        except RedisError:  # tried again at the next renewal; at worst the slot is forgotten at expiry
+            pass
 
     async def acquire(self, key: str) -> dict[str, str]:
         from redis.exceptions import RedisError
@@ -203,7 +231,7 @@ class LimitsMiddleware:
         self.app, self.limiter = app, limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIXES):
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         state = getattr(scope["app"].state, "rsim", None)
@@ -224,7 +252,17 @@ class LimitsMiddleware:
                                       *((k.encode(), v.encode()) for k, v in headers.items())]
             await send(message)
 
+        renewing = None
+        if self.limiter.renew_every_s:
+            renewing = asyncio.create_task(self.renewal(key, self.limiter.renew_every_s))
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            if renewing is not None:
+                renewing.cancel()
             await self.limiter.release(key)
+
+    async def renewal(self, key: str, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self.limiter.renew(key)

@@ -219,7 +219,7 @@ async def test_every_status_is_counted_once_by_endpoint(fault_reasoner, tmp_path
     keys = tmp_path / "keys"
     keys.write_text("good-key\n")
     settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
-                               api_keys_file=keys, rate_limit_rpm=2, max_body_bytes=2048)
+                               api_keys_file=keys, rate_limit_rpm=3, max_body_bytes=2048)
     good = {"Authorization": "Bearer good-key"}
     async with LifespanManager(create_app(settings)) as mgr:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
@@ -230,7 +230,7 @@ async def test_every_status_is_counted_once_by_endpoint(fault_reasoner, tmp_path
                 (await c.post("/solve", content=b"x" * 4096, headers=good)).status_code,  # 413
                 (await c.get("/no/such/path", headers=good)).status_code,  # 404
                 (await c.post("/v1/chat/completions", json=chat, headers=good)).status_code,  # passthrough 200
-                (await c.post("/v1/chat/completions", json=chat, headers=good)).status_code,  # 429 (the key's 3rd limited request of 2/min)
+                (await c.post("/v1/chat/completions", json=chat, headers=good)).status_code,  # 429 (the key's 4th limited request of 3/min: every path counts, issue 29)
             ]
             metrics = (await c.get("/metrics")).text
     assert statuses == [401, 400, 413, 404, 200, 429]
@@ -423,3 +423,22 @@ async def test_ready_probes_once_per_window_and_names_no_urls(fault_reasoner):
         for r in (first, again):
             assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready", r.text
             assert says in r.json()["error"]["message"] and "127.0.0.1" not in r.text and "http" not in r.text
+
+
+async def test_every_path_is_limited_but_the_probes(fault_reasoner, tmp_path):
+    """Issue 29: rate and concurrency limits covered /solve and chat only; /v1/completions, /v1/responses,
+    /v1/embeddings passed unlimited. Every path now spends the client's budget but /health, /ready, /metrics."""
+    keys = tmp_path / "keys"
+    keys.write_text("key-0\nkey-1\nkey-2\n")
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               api_keys_file=keys, rate_limit_rpm=3)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            for i, path in enumerate(("/v1/completions", "/v1/embeddings", "/v1/responses")):
+                key = {"Authorization": f"Bearer key-{i}"}
+                for _ in range(3):
+                    assert (await c.get("/ready", headers=key)).status_code == 200
+                    assert (await c.get("/metrics", headers=key)).status_code == 200
+                codes = [(await c.post(path, json={"model": "ok", "input": "x"}, headers=key)).status_code
+                         for _ in range(4)]
+                assert codes == [404, 404, 404, 429], (path, codes)  # 404: the fault reasoner's, forwarded

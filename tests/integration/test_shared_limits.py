@@ -95,3 +95,46 @@ def test_redis_unreachable_is_503_never_unlimited(fault_reasoner, work_dir):
     with proc:
         r = chat(port, "key-a")
     assert r.status_code == 503 and "rate-limit store unavailable" in r.json()["error"]["message"]
+
+
+async def test_a_request_outliving_the_ttl_keeps_its_slot(redis_url):
+    """Issue 29: the Redis entry holding a client's concurrency count expired `ttl` after its last acquire, so an
+    episode running longer than that let the client take another slot past its cap. A running request now
+    renews its entry every third of the TTL."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from service.limits import LimitsMiddleware, RedisLimiter
+
+    limiter = RedisLimiter(redis_url, None, 1, ttl_s=2, min_ttl_s=1)
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def episode(scope, receive, send):  # holds its slot until told to finish
+        started.set()
+        await finish.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    async def ignore(message):
+        pass
+
+    scope = {"type": "http", "path": "/solve", "headers": [], "client": ("10.0.0.1", 1),
+             "app": SimpleNamespace(state=SimpleNamespace())}
+    running = asyncio.create_task(LimitsMiddleware(episode, limiter)(scope, None, ignore))
+    await started.wait()
+    await asyncio.sleep(4.5)  # more than twice the TTL
+    refused = []
+
+    async def second(message):
+        if message["type"] == "http.response.start":
+            refused.append(message["status"])
+
+    async def quick(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    await LimitsMiddleware(quick, limiter)(scope, None, second)
+    finish.set()
+    await running
+    assert refused == [429]  # the first request still holds the client's one slot (without renewal: 200)
+    await limiter.close()
