@@ -7,7 +7,7 @@ wall time, and the steps kept quiet because their decision came late (or the pla
     python -m loadtests.bench_embedded_stack --url http://127.0.0.1:8000 --levels 1,4,8,12 --gate shadow
     python -m loadtests.bench_embedded_stack --url http://127.0.0.1:8000 --levels 12 --gate open --out b.json
 
-Each level sends `--episodes` requests (default: twice the concurrency, at least 4) of held-out synthetic
+Each level sends `--episodes` requests (default: `--rounds` (2) × the concurrency, at least 2) of held-out synthetic
 problems, `--concurrency` at a time, with the budgets of the s12 evaluation."""
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the service (rsim up's default)")
     p.add_argument("--api-key", default=None, help="bearer token, when the service has keys")
     p.add_argument("--levels", default="1,4,8,12")
-    p.add_argument("--episodes", type=int, default=None, help="requests per level (default 2 × concurrency, ≥ 4)")
+    p.add_argument("--episodes", type=int, default=None, help="requests per level (default: --rounds × concurrency, "
+                                                                  "≥ 2)")
+    p.add_argument("--rounds", type=int, default=2, help="requests per level as a multiple of its concurrency")
     p.add_argument("--gate", default=None, choices=["open", "gated", "shadow"], help="per request (default: the "
                                                                                         "service's)")
     p.add_argument("--max-steps", type=int, default=5)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     headers = {"Authorization": f"Bearer {a.api_key}"} if a.api_key else {}
     rows, start = [], 0
     for level in levels:
-        n = a.episodes or max(4, 2 * level)
+        n = a.episodes or max(2, a.rounds * level)
         problems = synthetic_problems(start + n, seed=a.seed, steps=(4, 6), scale=3)[start:]
         start += n  # every level its own questions
         rows.append(asyncio.run(run_level(a.url, level, [q.question for q in problems], body, a.timeout_s,
