@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -52,6 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     catalog = load_catalog(settings.catalog_path)
     key_hashes = settings.api_key_hashes()  # a missing key file fails at start-up, not per request
+    admin_hashes = settings.admin_key_hashes()  # and a blank admin key
     routes = load_routes(settings.routes_file) if settings.routes_file else None  # and a bad routing file
     route_keys = {r.name: r.key() for r in routes.reasoners} if routes else {}
     limiter: Limiter | RedisLimiter | None = None
@@ -78,22 +80,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         else:
             key = settings.reasoner_api_key.get_secret_value() if settings.reasoner_api_key else None
             upstreams = [upstream("reasoner", settings.reasoner_url or "", settings.reasoner_mode, key)]
+        metrics = ServiceMetrics()
         traces = None
         if settings.traces:
-            traces = TraceStore(settings.trace_store.expanduser())
+            traces = TraceStore(settings.trace_store.expanduser(), retention_days=settings.trace_retention_days,
+                                max_rows=settings.trace_max_rows, on_failure=metrics.trace_write_failed)
             traces.start()
         app.state.rsim = ServiceState(
-            settings=settings, catalog=catalog, metrics=ServiceMetrics(), session=session,
+            settings=settings, catalog=catalog, metrics=metrics, session=session,
             reasoner=upstreams[0].reasoner, planner=planner, orchestrator=upstreams[0].orchestrator,
-            traces=traces, api_key_hashes=key_hashes, upstreams=upstreams)
+            traces=traces, api_key_hashes=key_hashes | admin_hashes, admin_key_hashes=admin_hashes,
+            upstreams=upstreams)
         try:
             yield
         finally:
+            if traces is not None:
+                await asyncio.to_thread(traces.close)  # every queued write applied before the process ends
             await session.close()
             if isinstance(limiter, RedisLimiter):
                 await limiter.close()
-            if traces is not None:
-                traces.close()
 
     app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
     app.add_middleware(PassthroughFastPath)  # innermost: after the request id, body limit and rate limits

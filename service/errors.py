@@ -77,6 +77,16 @@ class PlannerLate(PlannerUnavailable):
     code = "planner_late"
 
 
+class TraceStoreUnavailable(RsimError):
+    """The trace store cannot take or apply a write now (its queue is full, the disk refused it): a label
+    is safe to send again, so the answer says when (`Retry-After`)."""
+
+    status_code, type, code = 503, "service_unavailable", "trace_store_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, **kw: Any):
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)}, **kw)
+
+
 class NotReady(RsimError):
     status_code, type, code = 503, "service_unavailable", "not_ready"
 

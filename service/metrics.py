@@ -42,6 +42,15 @@ class ServiceMetrics:
             lambda: len(asyncio.all_tasks()))
         self.traces_dropped = Counter("rsim_traces_dropped", "Traces not recorded: the store's queue was full",
                                       registry=r)
+        self.trace_write_failures = Counter(
+            "rsim_trace_write_failures", "Trace store writes the database refused (disk full, locked past the "
+            "busy timeout, a damaged file), by kind: trace, label, prune", ["kind"], registry=r)
+        for kind in ("trace", "label", "prune"):
+            self.trace_write_failures.labels(kind)  # exported at 0 from the start
+
+    def trace_write_failed(self, kind: str) -> None:
+        """Called from the trace store's writer thread (prometheus counters are thread-safe)."""
+        self.trace_write_failures.labels(kind).inc()
 
     def count_upstream(self, upstream: str, status: int) -> None:
         child = self._counted.get((f"upstream:{upstream}", status))

@@ -45,7 +45,8 @@ class ServiceState:
     planner: HttpPlanner
     orchestrator: Orchestrator
     traces: TraceStore | None = None
-    api_key_hashes: frozenset[str] = frozenset()
+    api_key_hashes: frozenset[str] = frozenset()  # every key accepted: the client keys and the admin keys
+    admin_key_hashes: frozenset[str] = frozenset()  # the keys that may label any trace
     upstreams: list[Upstream] = field(default_factory=list)  # empty: the one reasoner above
     models: list[str] = field(default_factory=list)
     models_at: float = 0.0
@@ -68,24 +69,40 @@ class ServiceState:
     def reasoning_fields(self) -> tuple[str, ...]:
         return tuple(self.settings.reasoning_fields.split(","))
 
-    def key_allowed(self, authorization: str) -> bool:
-        """Whether an `Authorization` header value carries one of the configured keys (any, when none are).
-        Only the keys' SHA-256 is kept, never a key itself, so every request's key is hashed."""
-        if not self.api_key_hashes:
-            return True
+    def caller_key(self, authorization: str) -> str | None:
+        """The SHA-256 of the configured key an `Authorization` header value carries; None when it carries
+        none of them, or none are configured. Only the keys' SHA-256 is kept, never a key itself, so every
+        request's key is hashed."""
         given = authorization.removeprefix("Bearer ").strip()
+        if not (given and self.api_key_hashes):
+            return None
         digest = hashlib.sha256(given.encode()).hexdigest()
-        return bool(given) and any(hmac.compare_digest(digest, h) for h in self.api_key_hashes)
+        return digest if any(hmac.compare_digest(digest, h) for h in self.api_key_hashes) else None
+
+    def key_allowed(self, authorization: str) -> bool:
+        """Whether an `Authorization` header value carries one of the configured keys (any, when none are)."""
+        return not self.api_key_hashes or self.caller_key(authorization) is not None
+
+    def labelled_by(self, key: str | None) -> str | None:
+        """The owner whose traces a caller (its `caller_key`) may label: None, meaning any trace, for an admin
+        key or when no keys are configured (anonymous mode: anyone may label any trace, as before issue 29);
+        else its own key, so it labels only the traces of its own requests."""
+        if not self.api_key_hashes or key in self.admin_key_hashes:
+            return None
+        if key is None:  # `require_api_key` refuses such a caller first; never read it as "any trace"
+            raise Unauthorized("Incorrect or missing API key: send it as 'Authorization: Bearer <key>'")
+        return key
 
     def parse_json(self, raw: bytes) -> Any:
         """A request body parsed under this service's bounds (RSIM_MAX_JSON_DEPTH, RSIM_MAX_BODY_BYTES)."""
         return parse_json(raw, max_depth=self.settings.max_json_depth, max_bytes=self.settings.max_body_bytes)
 
-    def finished(self, question: str, result: SolveResponse) -> None:
-        """Bookkeeping of every finished episode: its metrics and trace (the request itself is counted by
-        `RequestMetricsMiddleware`, once, however many episodes it held)."""
+    def finished(self, question: str, result: SolveResponse, *, owner: str | None = None) -> None:
+        """Bookkeeping of every finished episode: its metrics, and its trace, owned by `owner` (the SHA-256
+        of the caller's key: `caller(request)`). The request itself is counted by `RequestMetricsMiddleware`,
+        once, however many episodes it held."""
         self.metrics.observe(result)
-        if self.traces is not None and not self.traces.record(question, result):
+        if self.traces is not None and not self.traces.record(question, result, owner=owner):
             self.metrics.traces_dropped.inc()
 
     async def refresh_models(self, *, max_age_s: float = 30.0) -> list[str]:
@@ -159,6 +176,11 @@ async def require_api_key(request: Request) -> None:
     """Routes that spend reasoner time need a client key when keys are configured (401 otherwise)."""
     if not request.app.state.rsim.key_allowed(request.headers.get("authorization", "")):
         raise Unauthorized("Incorrect or missing API key: send it as 'Authorization: Bearer <key>'")
+
+
+def caller(request: Request) -> str | None:
+    """The SHA-256 of the configured key this request carries (None: no keys configured)."""
+    return request.app.state.rsim.caller_key(request.headers.get("authorization", ""))
 
 
 def validated(model: type[M], body: Any) -> M:

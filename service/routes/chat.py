@@ -21,7 +21,7 @@ from service.protocol import (REASONING_EFFORT_STEPS, AssistantMessage, ChatComp
                               ChatCompletionRequest, ChunkChoice, CompletionChoice, SolveResponse, Usage)
 from service.routes.passthrough import passthrough
 from service.sse import DONE, sse, with_keepalive
-from service.state import RSIM_PREFIX, ServiceState, State, cancel_on_disconnect, validated
+from service.state import RSIM_PREFIX, ServiceState, State, caller, cancel_on_disconnect, validated
 from service.web import document_body, request_id
 
 router = APIRouter()
@@ -162,9 +162,10 @@ async def merged(streams: list[AsyncIterator[Any]], bound: int = 64) -> AsyncIte
 
 async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | list[EpisodeConfig], model: str,
                       rid: str, include_usage: bool, return_trace: bool, budget: int | None = None,
-                      outcome: dict | None = None) -> AsyncIterator[bytes]:
+                      outcome: dict | None = None, owner: str | None = None) -> AsyncIterator[bytes]:
     """One SSE stream of a request's episodes (its `n`), their chunks interleaved by choice index. `outcome`:
-    the request's scope state, where a failure after the 200 went out leaves its status."""
+    the request's scope state, where a failure after the 200 went out leaves its status; `owner`: the
+    caller's key (`caller`), whose traces these are."""
     outcome = {} if outcome is None else outcome
     cfgs = cfgs if isinstance(cfgs, list) else [cfgs]
     cid, created = f"chatcmpl-{rid}", int(time.time())
@@ -172,7 +173,7 @@ async def chat_stream(state: ServiceState, question: str, cfgs: EpisodeConfig | 
     rids = episode_ids(rid, len(cfgs))
     try:
         async with contextlib.aclosing(merged([episode_chunks(state, question, cfg, model, rids[i], cid, created, i,
-                                                              return_trace, budget, results)
+                                                              return_trace, budget, results, owner)
                                                for i, cfg in enumerate(cfgs)])) as chunks:
             async for data in chunks:  # a client that leaves closes this, and every episode with it
                 yield data
@@ -208,7 +209,7 @@ def episode_ids(rid: str, n: int) -> list[str]:
 
 async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig, model: str, rid: str, cid: str,
                          created: int, index: int, return_trace: bool, budget: int | None,
-                         results: list[SolveResponse | None]) -> AsyncIterator[bytes]:
+                         results: list[SolveResponse | None], owner: str | None = None) -> AsyncIterator[bytes]:
     """The chunks of one choice: its role, its reasoning as it is written, its answer and finish."""
     fields = state.reasoning_fields
     yield chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index)
@@ -234,7 +235,7 @@ async def episode_chunks(state: ServiceState, question: str, cfg: EpisodeConfig,
                 yield opening(event.step.index)
         elif isinstance(event, Finished):
             result = results[index] = event.result
-            state.finished(transcript(cfg.context, question), result)
+            state.finished(transcript(cfg.context, question), result, owner=owner)
             yield chunk(cid, model, created, {"content": result.answer}, index=index)
             extra = {"rsim": trace_of(result)} if return_trace else {}
             yield chunk(cid, model, created, {}, finish_of(result, budget), index=index, **extra)
@@ -290,13 +291,13 @@ async def chat_completions(request: Request, state: State) -> Response:
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         events = chat_stream(state, question, cfgs, req.model, rid, include_usage, return_trace, req.budget,
-                             request.scope.setdefault("state", {}))
+                             request.scope.setdefault("state", {}), caller(request))
         return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     rids = episode_ids(rid, len(cfgs))
     results = await cancel_on_disconnect(request, solve_all(state, question, cfgs, rids))
     for result in results:
-        state.finished(transcript(cfg.context, question), result)
+        state.finished(transcript(cfg.context, question), result, owner=caller(request))
     return JSONResponse(chat_payload(list(results), req.model, int(time.time()), return_trace, state.reasoning_fields,
                                      req.budget, cid=f"chatcmpl-{rid}"))
 

@@ -13,7 +13,7 @@ from service.errors import RsimError, error_envelope
 from service.orchestrator import EpisodeConfig, Finished, StepEnded, StrategyChosen, TextDelta
 from service.protocol import SolveRequest, SolveResponse
 from service.sse import sse, with_keepalive
-from service.state import State, ServiceState, cancel_on_disconnect, json_body
+from service.state import State, ServiceState, caller, cancel_on_disconnect, json_body
 from service.web import request_id
 
 router = APIRouter()
@@ -24,8 +24,9 @@ SolveBody = Annotated[SolveRequest, json_body(SolveRequest)]
 
 
 async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, rid: str,
-                       outcome: dict) -> AsyncIterator[bytes]:
-    """`outcome`: the request's scope state, where a failure after the 200 went out leaves its status."""
+                       outcome: dict, owner: str | None = None) -> AsyncIterator[bytes]:
+    """`outcome`: the request's scope state, where a failure after the 200 went out leaves its status;
+    `owner`: the caller's key (`caller`), whose trace this is."""
     try:
         async for event in state.orchestrator_for(cfg.model).run(question, cfg, request_id=rid):
             if isinstance(event, StrategyChosen):
@@ -37,7 +38,7 @@ async def solve_events(state: ServiceState, question: str, cfg: EpisodeConfig, r
                 yield sse(event.step.model_dump(), "step_end")
             elif isinstance(event, Finished):
                 result = event.result
-                state.finished(question, result)
+                state.finished(question, result, owner=owner)
                 yield sse({"answer": result.answer}, "answer")
                 yield sse(result.usage.model_dump(), "usage")
                 yield sse(result.model_dump(exclude={"steps", "text"}), "done")
@@ -60,10 +61,10 @@ async def solve(req: SolveBody, request: Request, state: State):
                         final_max_tokens=req.final_max_tokens, gate=req.gate, gate_margin=req.gate_margin)
     state.orchestrator_for(model).check(cfg)  # bad ids are a 400 before any stream starts
     if req.stream:
-        events = solve_events(state, req.question, cfg, rid, request.scope.setdefault("state", {}))
+        events = solve_events(state, req.question, cfg, rid, request.scope.setdefault("state", {}), caller(request))
         return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     result = await cancel_on_disconnect(request, state.orchestrator_for(model).solve(req.question, cfg,
                                                                                      request_id=rid))
-    state.finished(req.question, result)
+    state.finished(req.question, result, owner=caller(request))
     return result

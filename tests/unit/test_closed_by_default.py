@@ -32,6 +32,20 @@ def test_a_keys_file_without_a_key_is_a_start_up_error(tmp_path, text):
     assert len(ServiceSettings(reasoner_url=URL, api_keys_file=keys).api_key_hashes()) == 1
 
 
+@pytest.mark.parametrize("keys", [" , ", " ", "a1,,a2", "a1,"])
+def test_a_blank_admin_key_entry_is_a_start_up_error(keys):
+    with pytest.raises(ValueError, match="RSIM_ADMIN_KEYS has a blank entry"):
+        ServiceSettings(reasoner_url=URL, api_keys="k1", admin_keys=keys).admin_key_hashes()
+
+
+def test_admin_keys_need_client_keys():
+    """Without client keys every caller may label every trace: an admin key there would promise what it
+    cannot keep."""
+    with pytest.raises(ValidationError, match="RSIM_ADMIN_KEYS needs RSIM_API_KEYS"):
+        ServiceSettings(reasoner_url=URL, admin_keys="adm")
+    assert len(ServiceSettings(reasoner_url=URL, api_keys="k1", admin_keys="adm, adm2").admin_key_hashes()) == 2
+
+
 def test_loopback_hosts():
     from service.settings import is_loopback
 
