@@ -197,6 +197,13 @@ class Decision:
     planner_ms: float = 0.0
 
 
+def episode_token_budget(cfg: EpisodeConfig) -> int:
+    """The most reasoner tokens one episode may generate: every step at its budget (the unguided tail and continued
+    cuts stay inside (max_steps − 1) steps' worth), plus the answer; a client's `max_tokens` caps it."""
+    worst = cfg.max_steps * cfg.max_tokens_per_step + cfg.final_max_tokens
+    return min(worst, cfg.max_total_tokens) if cfg.max_total_tokens else worst
+
+
 class Orchestrator:
     def __init__(self, planner: Planner, reasoner: OpenAIReasoner, catalog: Catalog, *,
                  on_planner_down: str = "error"):
@@ -204,8 +211,16 @@ class Orchestrator:
         self.on_planner_down = on_planner_down
         self.quiet_id = QUIET if QUIET in catalog.ids else UNGUIDED
 
-    def check(self, cfg: EpisodeConfig) -> None:
-        """Reject unknown strategy ids before any upstream call."""
+    def check(self, cfg: EpisodeConfig, *, episodes: int = 1, max_request_tokens: int | None = None) -> None:
+        """Reject unknown strategy ids, and a request whose `episodes` could spend more than `max_request_tokens`
+        reasoner tokens together (`episode_token_budget`), before any upstream call."""
+        if max_request_tokens is not None and episodes * episode_token_budget(cfg) > max_request_tokens:
+            each = episode_token_budget(cfg)
+            raise InvalidRequest(f"this request may spend up to {episodes} × {each} = {episodes * each} reasoner "
+                                 f"tokens ({episodes} episode(s) of {cfg.max_steps} steps × {cfg.max_tokens_per_step} "
+                                 f"tokens + a {cfg.final_max_tokens}-token answer); this service allows "
+                                 f"{max_request_tokens} per request (RSIM_MAX_REQUEST_TOKENS): ask for fewer steps, "
+                                 "tokens or choices", param="max_steps", code="request_budget_exceeded")
         known = set(self.catalog.ids)
         if cfg.force is not None and cfg.force not in known:
             raise InvalidRequest(f"unknown strategy '{cfg.force}'", param="force")

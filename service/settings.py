@@ -66,6 +66,9 @@ class ServiceSettings(BaseSettings):
                                   r"(,(reasoning|reasoning_content))?$",
                                   description="message/delta fields the chain of thought goes out in (rsim/ models)")
     max_connections: int = Field(1024, ge=1)
+    max_request_tokens: int = Field(65536, ge=1, description="the most reasoner tokens one request may ask for: "
+                                    "n × (max_steps × max_tokens_per_step + final_max_tokens), capped by its "
+                                    "max_tokens (400 request_budget_exceeded above)")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
     max_json_depth: int = Field(64, ge=2, le=256, description="deepest nesting of a JSON request body (400 above)")
     catalog_path: Path | None = None

@@ -282,7 +282,8 @@ async def chat_completions(request: Request, state: State) -> Response:
     cfg = replace(cfg, max_total_tokens=req.budget, answer_stop=req.stops,
                   sampling={k: v for k, v in (("top_p", req.top_p), ("presence_penalty", req.presence_penalty),
                                               ("frequency_penalty", req.frequency_penalty)) if v is not None})
-    state.orchestrator_for(reasoner_model).check(cfg)
+    state.orchestrator_for(reasoner_model).check(cfg, episodes=req.n or 1,
+                                                 max_request_tokens=state.settings.max_request_tokens)
     question, context = conversation_of(req)
     cfg = replace(cfg, context=context)
     return_trace = bool(opts and opts.return_trace)

@@ -59,7 +59,8 @@ async def solve(req: SolveBody, request: Request, state: State):
                         temperature=req.temperature, reasoner_temperature=req.reasoner_temperature,
                         force=req.force, forbid=req.forbid, seed=req.seed, first_step=req.first_step,
                         final_max_tokens=req.final_max_tokens, gate=req.gate, gate_margin=req.gate_margin)
-    state.orchestrator_for(model).check(cfg)  # bad ids are a 400 before any stream starts
+    # bad ids, and a budget past RSIM_MAX_REQUEST_TOKENS, are a 400 before any stream starts
+    state.orchestrator_for(model).check(cfg, max_request_tokens=state.settings.max_request_tokens)
     if req.stream:
         events = solve_events(state, req.question, cfg, rid, request.scope.setdefault("state", {}), caller(request))
         return StreamingResponse(with_keepalive(events, state.settings.keepalive_s),

@@ -442,3 +442,28 @@ async def test_every_path_is_limited_but_the_probes(fault_reasoner, tmp_path):
                 codes = [(await c.post(path, json={"model": "ok", "input": "x"}, headers=key)).status_code
                          for _ in range(4)]
                 assert codes == [404, 404, 404, 429], (path, codes)  # 404: the fault reasoner's, forwarded
+
+
+async def test_a_request_past_the_token_budget_is_refused_before_any_work(fault_reasoner):
+    """Issue 29: one request could ask for n=16 × 64 steps × 8,192 tokens (≈ 8M reasoner tokens) and count as one
+    request. Above RSIM_MAX_REQUEST_TOKENS it is a 400 that says the sum; at the budget it runs."""
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               max_request_tokens=1000)
+    chat = {"model": "rsim/ok", "messages": [{"role": "user", "content": "2 + 3?"}],
+            "rsim": {"max_steps": 4, "max_tokens_per_step": 200, "force": "verification"}}
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            huge = await c.post("/v1/chat/completions", json={**chat, "n": 16, "max_tokens": 8192},
+                                headers={"X-Request-Id": "budget-huge"})
+            solve = await c.post("/solve", json={"question": "q", "model": "ok", "max_steps": 64,
+                                                 "max_tokens_per_step": 8192}, headers={"X-Request-Id": "budget-solve"})
+            capped = await c.post("/v1/chat/completions", json={**chat, "n": 2, "max_tokens": 100},
+                                  headers={"X-Request-Id": "budget-capped"})  # 2 × min(4 × 200 + 512, 100)
+    for r in (huge, solve):
+        assert r.status_code == 400 and r.json()["error"]["code"] == "request_budget_exceeded", r.text
+        assert "RSIM_MAX_REQUEST_TOKENS" in r.json()["error"]["message"]
+    assert "16 × 1312" in huge.json()["error"]["message"]  # 4 × 200 + the 512-token answer, per choice
+    assert capped.status_code == 200, capped.text
+    seen = {e["headers"].get("x-request-id", "").split(":")[0] for e in
+            httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()}
+    assert not {"budget-huge", "budget-solve"} & seen  # refused before any upstream call
