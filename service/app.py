@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from prometheus_client import start_http_server
 from starlette.types import Scope
 
 from service.catalog import load_catalog
@@ -91,16 +92,24 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             reasoner=upstreams[0].reasoner, planner=planner, orchestrator=upstreams[0].orchestrator,
             traces=traces, api_key_hashes=key_hashes | admin_hashes, admin_key_hashes=admin_hashes,
             upstreams=upstreams)
+        exporter = None
+        if settings.metrics_port is not None:  # the registry on a port of its own (a thread of prometheus_client's)
+            exporter, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host,
+                                            registry=metrics.registry)
         try:
             yield
         finally:
+            if exporter is not None:
+                exporter.shutdown()
+                exporter.server_close()
             if traces is not None:
                 await asyncio.to_thread(traces.close)  # every queued write applied before the process ends
             await session.close()
             if isinstance(limiter, RedisLimiter):
                 await limiter.close()
 
-    app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan)
+    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="rsim", version="0.1.0", lifespan=lifespan, **docs)
     app.add_middleware(PassthroughFastPath)  # innermost: after the request id, body limit and rate limits
     if limiter is not None:
         app.add_middleware(LimitsMiddleware, limiter=limiter)

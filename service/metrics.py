@@ -37,9 +37,14 @@ class ServiceMetrics:
                             "late (no decision in time: a quiet step)", ["gate"], registry=r)
         self.late = Counter("rsim_planner_late", "Planner decisions that did not come in time (quiet steps)",
                             registry=r)
-        # read at scrape time on the event loop: a number that only grows is a leaked task
+        # read at scrape time (on the loop, or from RSIM_METRICS_PORT's thread): a number that only grows is a
+        # leaked task. The loop is the one these metrics were made on (the service's lifespan)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         Gauge("rsim_event_loop_tasks", "Tasks alive on the service's event loop", registry=r).set_function(
-            lambda: len(asyncio.all_tasks()))
+            lambda: len(asyncio.all_tasks(loop)) if loop is not None else 0)
         self.traces_dropped = Counter("rsim_traces_dropped", "Traces not recorded: the store's queue was full",
                                       registry=r)
         self.trace_write_failures = Counter(

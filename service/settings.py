@@ -87,6 +87,11 @@ class ServiceSettings(BaseSettings):
         DEFAULT_PASSTHROUGH, description="the /v1 requests, beyond chat and rsim's own paths, forwarded to the reasoner "
         "with its key: comma-separated `METHOD /v1/path`; a trailing `*` matches the rest of a path, `*` as the method "
         "any method (`* /v1/*` forwards everything, as before issue 29; `none` nothing); anything else is a 404")
+    docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json (the compose deployment: false)")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="serve Prometheus metrics on this port, apart "
+                                     "from the API's (whose /metrics is then a 404): a port the deployment does not "
+                                     "publish, which only the scraper reaches")
+    metrics_host: str = Field("127.0.0.1", description="address of RSIM_METRICS_PORT's listener")
     ready_cache_s: float = Field(2.0, ge=0, le=60, description="/ready probes the upstreams and the planner at most "
                                  "once per this many seconds, however often it is asked (0: every time)")
     traces: bool = Field(True, description="record every finished request's trace (opt-out: false)")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.catalog import QUIET
-from service.errors import NotReady, RsimError
+from service.errors import NotFound, NotReady, RsimError
 from service.state import ServiceState, State
 
 log = logging.getLogger("rsim.service")
@@ -78,6 +78,8 @@ async def probe(state: ServiceState) -> dict:
 
 @router.get("/metrics")
 async def metrics(state: State) -> Response:
+    if state.settings.metrics_port is not None:  # served apart, on a port the API's clients do not reach
+        raise NotFound("no route GET /metrics")
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

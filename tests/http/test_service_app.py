@@ -467,3 +467,20 @@ async def test_a_request_past_the_token_budget_is_refused_before_any_work(fault_
     seen = {e["headers"].get("x-request-id", "").split(":")[0] for e in
             httpx.get(f"http://127.0.0.1:{fault_reasoner.port}/_log").json()}
     assert not {"budget-huge", "budget-solve"} & seen  # refused before any upstream call
+
+
+async def test_docs_and_metrics_can_leave_the_api_port(fault_reasoner):
+    """Issue 29: /metrics, /docs and /openapi.json were open on the API port. RSIM_DOCS=false takes the pages
+    away; RSIM_METRICS_PORT serves the metrics on a port of their own (the API's /metrics is then a 404)."""
+    port = free_port()
+    settings = ServiceSettings(reasoner_url=fault_reasoner.url, planner_url=f"http://127.0.0.1:{free_port()}",
+                               docs=False, metrics_port=port)
+    async with LifespanManager(create_app(settings)) as mgr:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mgr.app), base_url="http://rsim") as c:
+            assert (await c.post("/solve", json={"question": "q", "model": "ok", "max_steps": 2})).status_code == 200
+            codes = {p: (await c.get(p)).status_code for p in ("/docs", "/redoc", "/openapi.json", "/metrics")}
+            assert codes == dict.fromkeys(codes, 404), codes
+            apart = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert apart.status_code == 200 and 'rsim_requests_total{endpoint="solve",status="200"} 1.0' in apart.text
+    with pytest.raises(httpx.ConnectError):  # closed with the service
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)

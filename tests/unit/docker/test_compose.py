@@ -76,7 +76,10 @@ def test_every_service_has_a_healthcheck_and_pinned_image():
 def test_monitoring_config_scrapes_every_metrics_endpoint():
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for cfg in job["static_configs"] for t in cfg["targets"]}
-    assert {"service:8000", "planner:8001", "reasoner:8002"} <= targets
+    assert {"service:9464", "planner:8001", "reasoner:8002"} <= targets  # the service's RSIM_METRICS_PORT
+    service_env = render()["services"]["service"]["environment"]
+    assert str(service_env["RSIM_METRICS_PORT"]) == "9464" and str(service_env["RSIM_DOCS"]).lower() == "false"
+    assert not any("9464" in str(p) for p in render()["services"]["service"].get("ports", []))  # never published
     import json
 
     dash = json.loads((DOCKER / "grafana" / "dashboards" / "rsim.json").read_text())
