@@ -25,7 +25,9 @@ async def ready(request: Request, state: State) -> dict:
     gate, or RSIM_ON_PLANNER_DOWN=degrade). One probe of the upstreams per RSIM_READY_CACHE_S, however often
     it is asked (concurrent callers share the probe in flight); the answer names upstreams, never their URLs
     (those go to the log)."""
-    cache: ReadyCache = request.app.state.__dict__.setdefault("ready_cache", ReadyCache())
+    cache: ReadyCache | None = getattr(request.app.state, "ready_cache", None)
+    if cache is None:  # the app's first /ready (no await since the lookup: no other caller in between)
+        cache = request.app.state.ready_cache = ReadyCache()
     answer, error = await cache.get(state.settings.ready_cache_s, lambda: probe(state))
     if error is not None:
         raise error[0](error[1])  # a new exception each time: a kept one would grow its traceback per raise
